@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine (see README):
+#   make demo   install what is missing, run the depth sweep and fit it
+#   make test   install what is missing, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+# Where pip looks for torch. Left empty, scripts/install-torch.sh picks: a wheel
+# already on disk, else PyTorch's CPU index when no NVIDIA GPU is found, else PyPI (CUDA).
+TORCH_INDEX ?=
+
+.PHONY: venv demo test test-all bench clean slurm-up
+
+$(VENV)/.installed: pyproject.toml scripts/install-torch.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	PIP="$(PIP)" TORCH_VERSION=$(TORCH_VERSION) TORCH_INDEX="$(TORCH_INDEX)" bash scripts/install-torch.sh
+	$(PIP) install -q -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/ebt-sweep launch sweeps/depth.yaml
+	$(VENV)/bin/ebt-sweep fit results/ --out analysis/
+
+test: venv
+	$(PY) -m pytest -q -m "not slow and not slurm and not gpu"
+
+test-all: venv
+	$(PY) -m pytest -q -m "not gpu"
+
+bench: venv
+	$(PY) benchmarks/bench.py
+
+slurm-up:
+	bash scripts/slurm-up.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

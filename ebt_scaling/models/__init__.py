@@ -1,0 +1,1 @@
+"""Model families: Transformer++ (the baseline) and the EBT energy function."""

@@ -1,0 +1,105 @@
+"""The Llama-2 block shared by both families: RMSNorm, RoPE, attention, SwiGLU.
+
+No biases anywhere; Xavier-normal init for every Linear (recipe section 1).
+Shapes: B batch, S sequence, D width, H heads, K head width (D = H * K).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        # compute the norm in fp32 even under autocast, as Llama does
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return y.type_as(x) * self.weight
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float):
+    """cos, sin of shape (S, K/2) for integer `positions` (S,)."""
+    inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
+    ang = positions.to(torch.float64)[:, None] * inv[None, :]
+    return ang.cos().float(), ang.sin().float()
+
+
+def apply_rope(x, cos, sin):
+    """Rotate (B, H, S, K) by position; pairs are (x[2i], x[2i+1]) as in Llama."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    c, s = cos.to(x.dtype), sin.to(x.dtype)
+    out = torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1)
+    return out.flatten(-2)
+
+
+class Attention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.wq = nn.Linear(d_model, d_model, bias=False)
+        self.wk = nn.Linear(d_model, d_model, bias=False)
+        self.wv = nn.Linear(d_model, d_model, bias=False)
+        self.wo = nn.Linear(d_model, d_model, bias=False)
+
+    def heads(self, x, cos, sin):
+        """(B, S, D) -> q, k, v each (B, H, S, K), q and k rotated."""
+        B, S, _ = x.shape
+        split = lambda t: t.view(B, S, self.n_heads, self.head_dim).transpose(1, 2)
+        q, k, v = split(self.wq(x)), split(self.wk(x)), split(self.wv(x))
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def merge(self, y):
+        """(B, H, S, K) -> (B, S, D) through the output projection."""
+        B, H, S, K = y.shape
+        return self.wo(y.transpose(1, 2).reshape(B, S, H * K))
+
+    def forward(self, x, cos, sin):
+        q, k, v = self.heads(x, cos, sin)
+        return self.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model: int, d_ffn: int):
+        super().__init__()
+        self.w1 = nn.Linear(d_model, d_ffn, bias=False)   # gate
+        self.w3 = nn.Linear(d_model, d_ffn, bias=False)   # up
+        self.w2 = nn.Linear(d_ffn, d_model, bias=False)   # down
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block. `forward` is the plain causal path; the EBT reuses
+    `attention_norm`, `attention`, `ffn_norm` and `ffn` with its own attention scheme."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ffn: int, eps: float):
+        super().__init__()
+        self.attention_norm = RMSNorm(d_model, eps)
+        self.attention = Attention(d_model, n_heads)
+        self.ffn_norm = RMSNorm(d_model, eps)
+        self.ffn = SwiGLU(d_model, d_ffn)
+
+    def forward(self, x, cos, sin):
+        x = x + self.attention(self.attention_norm(x), cos, sin)
+        return x + self.ffn(self.ffn_norm(x))
+
+    def mlp_residual(self, x):
+        return x + self.ffn(self.ffn_norm(x))
+
+
+def init_weights(module: nn.Module, gain: float = 1.0) -> None:
+    """Xavier-normal for every Linear and Embedding, as the reference code initialises
+    the whole model (weight_initialization_method = xavier)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.xavier_normal_(m.weight, gain=gain)

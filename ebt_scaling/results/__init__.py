@@ -1,0 +1,1 @@
+"""Rows (the parquet schema) and the results store."""

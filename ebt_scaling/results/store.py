@@ -1,0 +1,79 @@
+"""Writing and reading rows. Every file is written whole to a temporary name and then
+renamed over the target, so a crash never leaves a half-written parquet file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import COLUMNS, Row, arrow_schema, check_columns
+
+
+def rows_to_table(rows: list[Row]) -> pa.Table:
+    df = pd.DataFrame([r.asdict() for r in rows], columns=list(COLUMNS))
+    return pa.Table.from_pandas(df, schema=arrow_schema(), preserve_index=False)
+
+
+def write_rows_atomic(rows: list[Row], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    pq.write_table(rows_to_table(rows), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_rows(path: str | Path) -> list[Row]:
+    df = pq.read_table(path).to_pandas()
+    check_columns(df.columns, str(path))
+    names = set(COLUMNS)
+    return [Row(**{k: v for k, v in rec.items() if k in names}) for rec in df.to_dict("records")]
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """All rows under a folder (recursively; hidden temporaries skipped) or one file."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*.parquet") if not p.name.startswith("."))
+    if not files:
+        raise ValueError(f"{path}: no parquet files found; run `ebt-sweep train` or `ebt-sweep launch` first")
+    frames = []
+    for f in files:
+        df = pq.read_table(f).to_pandas()
+        check_columns(df.columns, str(f))
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+class MemorySink:
+    """Keeps rows in a list (tests, notebooks)."""
+
+    def __init__(self):
+        self.rows: list[Row] = []
+
+    def emit(self, row: Row) -> None:
+        self.rows.append(row)
+
+    def flush(self) -> None:
+        pass
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows past `step` (a resumed run will produce them again)."""
+        self.rows = [r for r in self.rows if r.step <= step or r.kind == "think"]
+
+
+class ParquetSink(MemorySink):
+    """One parquet file per trial. Rows already in the file are loaded, so a resumed
+    trial appends to its own history without duplicating it."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        if self.path.exists():
+            self.rows = read_rows(self.path)
+
+    def flush(self) -> None:
+        write_rows_atomic(self.rows, self.path)

@@ -1,0 +1,198 @@
+"""`train(config, sink) -> Summary`: one point, start to finish (or resume).
+
+The loop: seeded batches -> model.loss -> backward -> clip -> AdamW with warmup +
+cosine; a "train" row every log_every steps, an "eval" row every eval_every steps, a
+"final" row at the end. A NaN/Inf loss, or any exception, ends the point with a
+"failed" row that says why; it never raises to the caller.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..config import Config
+from ..data import build_source
+from ..flops import non_embedding_params, peak_flops, total_params, train_flops_per_token
+from ..models.registry import build_model
+from ..results.schema import Row
+from . import checkpoint
+from .evaluate import evaluate
+from .optim import build_optimizer, lr_at, set_lr
+
+
+class PointFailed(RuntimeError):
+    """Training of this point cannot go on (NaN/Inf, diverged)."""
+
+
+@dataclass
+class Summary:
+    trial_id: str
+    status: str
+    error: str = ""
+    steps: int = 0
+    tokens: int = 0
+    flops: float = 0.0
+    val_loss: float = math.nan
+    val_ppl: float = math.nan
+    wall_time: float = 0.0
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu-{torch.get_num_threads()}t"
+
+
+def with_vocab(cfg: Config, vocab_size: int) -> Config:
+    if cfg.model.vocab_size not in (0, vocab_size):
+        raise ValueError(f"model.vocab_size={cfg.model.vocab_size} but the data's tokenizer has "
+                         f"{vocab_size} tokens; leave model.vocab_size at 0")
+    return replace(cfg, model=replace(cfg.model, vocab_size=vocab_size))
+
+
+def base_row(cfg: Config, trial_id: str, sweep: str) -> dict:
+    m = cfg.model
+    return dict(
+        trial_id=trial_id, family=cfg.family_name, sweep=sweep, config_hash=cfg.hash(with_seed=False),
+        seed=cfg.seed, n_layers=m.n_layers, d_model=m.d_model, n_heads=m.n_heads, d_ffn=m.d_ffn,
+        vocab_size=m.vocab_size, seq_len=cfg.data.seq_len, batch_size=cfg.train.batch_size,
+        batch_tokens=cfg.batch_tokens, total_steps=cfg.total_steps, total_tokens=cfg.total_tokens,
+        peak_lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, n_params=non_embedding_params(cfg),
+        n_params_total=total_params(cfg), flops_per_token=train_flops_per_token(cfg),
+        dataset=cfg.data.source, config_json=json.dumps(cfg.to_dict(), default=list),
+        package_version=__version__)
+
+
+def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "") -> Summary:
+    """Train one point, writing rows to `sink` (emit/flush/truncate_after)."""
+    trial_id = trial_id or cfg.hash()
+    t0 = time.time()
+    state = {"step": 0, "tokens": 0, "flops": 0.0}
+    base: dict = {"trial_id": trial_id, "family": cfg.family_name, "sweep": sweep, "seed": cfg.seed}
+    device = pick_device(cfg.train.device)
+    try:
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        source = build_source(cfg.data)
+        cfg = with_vocab(cfg, source.vocab_size)
+        base = base_row(cfg, trial_id, sweep)
+        base.update(device=device_label(device), dtype=_dtype_name(cfg, device))
+        return _run(cfg, sink, source, device, base, state, t0)
+    except Exception as e:  # a failed point is data, not a crash of the sweep
+        reason = f"{type(e).__name__}: {e}"
+        if not isinstance(e, PointFailed):
+            reason += "\n" + traceback.format_exc(limit=6)
+        sink.emit(Row(kind="final", status="failed", error=reason, step=state["step"],
+                      tokens=state["tokens"], flops=state["flops"], wall_time=time.time() - t0,
+                      time_unix=time.time(), **base))
+        sink.flush()
+        return Summary(trial_id, "failed", reason, state["step"], state["tokens"], state["flops"],
+                       wall_time=time.time() - t0)
+
+
+def _dtype_name(cfg: Config, device: torch.device) -> str:
+    p = cfg.train.precision
+    return ("bf16" if device.type == "cuda" else "fp32") if p == "auto" else p
+
+
+def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    counted = sum(p.numel() for p in model.parameters())
+    if counted != base["n_params_total"]:
+        raise AssertionError(f"parameter count {counted} != analytic {base['n_params_total']} (flops.py)")
+    opt = build_optimizer(model, cfg)
+    autocast = base["dtype"] == "bf16"
+    peak = peak_flops(base["device"], base["dtype"])
+    total, S, B = cfg.total_steps, cfg.data.seq_len, cfg.train.batch_size
+    fpt = base["flops_per_token"]
+    ckpt_path = Path(cfg.train.checkpoint_dir) / "last.pt" if cfg.train.checkpoint_dir else None
+
+    start = 0
+    if ckpt_path and ckpt_path.exists():
+        start, extra = checkpoint.load(ckpt_path, model, opt, device)
+        if hasattr(model, "load_extra_state"):
+            model.load_extra_state(extra)
+        sink.truncate_after(start - 1)   # rows past the checkpoint will be made again
+    state.update(step=start, tokens=_tokens_before(start, cfg), flops=_tokens_before(start, cfg) * fpt)
+
+    def row(kind, **kw):
+        return Row(kind=kind, step=state["step"], tokens=state["tokens"], flops=state["flops"],
+                   wall_time=time.time() - t0, time_unix=time.time(), **base, **kw)
+
+    def run_eval(kind):
+        ev = evaluate(model, source, cfg, device, autocast)
+        sink.emit(row(kind, val_loss=ev["loss"], val_ppl=math.exp(min(ev["loss"], 50.0)),
+                      train_loss=last["loss"], lr=last["lr"], tokens_per_s=last["tps"],
+                      mfu=last["mfu"], **ev["ebt"]))
+        sink.flush()
+        if not math.isfinite(ev["loss"]):
+            raise PointFailed(f"validation loss is {ev['loss']} at step {state['step']}")
+        return ev
+
+    last = {"loss": math.nan, "lr": math.nan, "tps": math.nan, "mfu": math.nan}
+    window_tokens, window_time = 0, 0.0
+    model.train()
+    for step in range(start, total):
+        tic = time.perf_counter()
+        n_seq = min(B, (cfg.total_tokens - state["tokens"]) // S) if cfg.train.tokens else B
+        batch = source.train_batch(step, n_seq, S, cfg.seed).to(device)
+        torch.manual_seed(cfg.seed * 1_000_003 + step)   # EBT noise: a pure function of step
+        lr = lr_at(step, total, cfg)
+        set_lr(opt, lr)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss, info = model.loss(batch[:, :-1], batch[:, 1:], step=step)
+        if step == cfg.train.fail_at_step:
+            loss = loss * math.nan
+        if cfg.train.nan_check and not torch.isfinite(loss):
+            state["step"] = step
+            raise PointFailed(f"training loss is {loss.item()} at step {step} (diverged); "
+                              f"lower optim.lr or raise optim.warmup_frac")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
+        opt.step()
+        if hasattr(model, "after_step"):
+            model.after_step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - tic
+        ntok = n_seq * S
+        state["step"], state["tokens"], state["flops"] = step + 1, state["tokens"] + ntok, state["flops"] + ntok * fpt
+        window_tokens += ntok
+        window_time += dt
+        done = step + 1 == total
+        if (step + 1) % cfg.train.log_every == 0 or done:
+            tps = window_tokens / window_time
+            last = {"loss": loss.item(), "lr": lr, "tps": tps, "mfu": fpt * tps / peak if peak else math.nan}
+            sink.emit(row("train", train_loss=last["loss"], lr=lr, grad_norm=float(gnorm),
+                          tokens_per_s=tps, mfu=last["mfu"], **info))
+            window_tokens, window_time = 0, 0.0
+        if (step + 1) % cfg.train.eval_every == 0 and not done:
+            run_eval("eval")
+            model.train()
+        if ckpt_path and (done or (cfg.train.checkpoint_every and (step + 1) % cfg.train.checkpoint_every == 0)):
+            checkpoint.save(ckpt_path, model, opt, step + 1,
+                            model.extra_state() if hasattr(model, "extra_state") else None)
+    ev = run_eval("final")
+    return Summary(base["trial_id"], "ok", steps=state["step"], tokens=state["tokens"],
+                   flops=state["flops"], val_loss=ev["loss"], val_ppl=math.exp(min(ev["loss"], 50.0)),
+                   wall_time=time.time() - t0)
+
+
+def _tokens_before(step: int, cfg: Config) -> int:
+    """Tokens seen after `step` full steps (only the last step can be short)."""
+    return min(step * cfg.batch_tokens, cfg.total_tokens)
