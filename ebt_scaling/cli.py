@@ -1,0 +1,95 @@
+"""ebt-sweep: plan, launch and fit scaling-law sweeps of EBTs against Transformer++.
+
+Thin on purpose: parse, then hand over to the package.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import ConfigError
+
+EPILOG = """\
+typical use:
+  ebt-sweep train examples/tiny.yaml                 train one point, rows under results/points/
+  ebt-sweep think results/points/CKPT ...            System-2 evaluation of a trained EBT
+  ebt-sweep plan sweeps/depth.yaml                   list a sweep's trials, touch nothing
+  ebt-sweep launch sweeps/depth.yaml                 train every trial (Ray, local or Slurm)
+  ebt-sweep status sweeps/depth.yaml                 done / running / failed / pending
+  ebt-sweep fit results/ --out analysis/             power laws, intervals, report, PDFs
+"""
+
+
+def _train(args) -> int:
+    from .config import load_config
+    from .results.store import ParquetSink
+    from .train import train
+
+    cfg = load_config(args.config, args.set)
+    if args.checkpoint_dir:
+        from dataclasses import replace
+        cfg = replace(cfg, train=replace(cfg.train, checkpoint_dir=args.checkpoint_dir))
+    out = Path(args.out) / f"{cfg.name}-{cfg.hash()}.parquet"
+    print(f"training {cfg.family_name} L={cfg.model.n_layers} d={cfg.model.d_model} "
+          f"for {cfg.total_steps} steps ({cfg.total_tokens:,} tokens) -> {out}", flush=True)
+    summary = train(cfg, ParquetSink(out))
+    if summary.status != "ok":
+        print(f"FAILED: {summary.error}", file=sys.stderr)
+        return 1
+    print(f"done: val_loss {summary.val_loss:.4f} (ppl {summary.val_ppl:.2f}), {summary.tokens:,} tokens, "
+          f"{summary.flops:.3g} FLOPs, {summary.wall_time:.1f} s")
+    return 0
+
+
+def _fit(args) -> int:
+    from .fit.api import run_fit
+    extrapolate = {}
+    for item in args.extrapolate or []:
+        if "=" not in item:
+            raise ConfigError(f"--extrapolate {item!r}: expected axis=value, e.g. params=1e9")
+        k, v = item.split("=", 1)
+        extrapolate[k] = float(v)
+    result = run_fit(args.source, Path(args.out), metric=args.metric, axes=args.axis or None,
+                     select=args.select, extrapolate=extrapolate or None)
+    print(result.summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ebt-sweep", description=__doc__.splitlines()[0], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train one point from a YAML config")
+    t.add_argument("config", help="point config (see examples/tiny.yaml)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set model.d_model=128 (repeatable)")
+    t.add_argument("--out", default="results/points", help="folder for the parquet rows (default: results/points)")
+    t.add_argument("--checkpoint-dir", help="save/resume checkpoints here")
+    t.set_defaults(func=_train)
+
+    f = sub.add_parser("fit", help="fit scaling laws to results and write the report and figures")
+    f.add_argument("source", help="results folder, a parquet file, or a CSV")
+    f.add_argument("--out", default="analysis", help="output folder (default: analysis/)")
+    f.add_argument("--metric", default="val_ppl", help="what to fit (default: val_ppl)")
+    f.add_argument("--axis", action="append", help="only these axes (data, batch, depth, width, params, flops)")
+    f.add_argument("--select", default="final", help="which rows: final (each trial's last evaluation)")
+    f.add_argument("--extrapolate", action="append", metavar="AXIS=VALUE",
+                   help="report the loss each family's law predicts at this scale, e.g. params=1e9")
+    f.set_defaults(func=_fit)
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Fit scaling laws to result rows and compare families (the `ebt-sweep fit` step).
+
+    rows (parquet) --io--> one evaluation per trial --fitting--> laws with
+    bootstrap draws --compare--> gains, crossovers, extrapolations --report-->
+    fits.csv, report.md, figures
+
+`run_fit` (api.py) runs the whole chain. The pieces are usable alone:
+laws.py holds the named forms, fitting.py the fits and bootstraps,
+compare.py the family comparisons, io.py the reading and axis detection.
+This package imports nothing from ebt_scaling except results.schema.
+"""
+from .api import AxisFamilyFit, FitResult, run_fit
+from .compare import scaling_rate_gain
+from .fitting import fit_chinchilla, fit_line, fit_loglog, fit_saturating
+from .laws import (ChinchillaLaw, IsoFlopLaw, KaplanComputeLaw, LogLogLine, PowerLaw,
+                   SaturatingPowerLaw)
+
+__all__ = ["run_fit", "FitResult", "AxisFamilyFit", "scaling_rate_gain", "fit_chinchilla",
+           "fit_line", "fit_loglog", "fit_saturating", "ChinchillaLaw", "IsoFlopLaw",
+           "KaplanComputeLaw", "LogLogLine", "PowerLaw", "SaturatingPowerLaw"]

@@ -1,0 +1,352 @@
+"""`run_fit`: results in, fits, report and figures out (what `ebt-sweep fit` calls).
+
+    run_fit(source, out, metric="val_ppl", axes=None, select="final",
+            extrapolate=None, *, baseline="transformer_pp", n_boot=1000,
+            n_boot_saturating=200, seed=0, figures=True) -> FitResult
+
+Pipeline: read rows (io) -> each trial's final evaluation -> which axes each
+sweep varied -> per (sweep, axis, family): the paper's log-log line with
+bootstrap draws, and the saturating law where there are >= 4 distinct x ->
+each non-baseline family against the baseline (gain, p-value, crossover) ->
+extrapolations -> isoFLOP and Chinchilla fits where the design allows ->
+fits.csv, report.md, figures. Anything that cannot be fitted becomes a note
+and the rest is still fitted; only input that yields nothing raises.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io as rio
+from .compare import (Comparison, Extrapolation, compare_lines, extrapolate_line,
+                      thinking_table)
+from .fitting import (ChinchillaFit, Interval, IsoFlopFit, LineFit, SaturatingFit,
+                      bootstrap_weights, fit_chinchilla, fit_isoflop, group_budgets, fit_line, fit_saturating,
+                      percentile_interval)
+from .laws import KaplanComputeLaw
+
+CHINCHILLA_DROP_HIGHEST = 5   # Epoch AI dropped the 5 highest losses before fitting
+
+
+@dataclass(frozen=True, eq=False)
+class AxisFamilyFit:
+    """Everything fitted for one family along one axis of one sweep."""
+
+    sweep: str
+    axis: str
+    x_column: str
+    family: str
+    x: np.ndarray
+    y: np.ndarray                      # the metric (e.g. val_ppl)
+    line: LineFit                      # log10 y on log10 x (the paper's line)
+    saturating: SaturatingFit | None   # loss = E + A x^-alpha, when >= 4 distinct x
+    kaplan: dict[str, Interval] | None = None          # flops axis: L = (C_c / C)^alpha_C
+    kaplan_offset: dict[str, Interval] | None = None   # flops axis: L = E + (C_c / C)^alpha_C
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """What `run_fit` found and wrote. `summary()` is the text the CLI prints."""
+
+    source: str
+    out: Path
+    metric: str
+    select: str
+    baseline: str
+    n_boot: int
+    fits: tuple[AxisFamilyFit, ...]
+    comparisons: tuple[Comparison, ...]
+    extrapolations: tuple[Extrapolation, ...]
+    chinchilla: dict[str, ChinchillaFit]
+    isoflop: dict[str, IsoFlopFit]
+    thinking: pd.DataFrame
+    table: pd.DataFrame
+    notes: tuple[str, ...]
+    files: tuple[Path, ...] = ()
+    n_rows_read: int = 0
+    n_trials: int = 0
+    n_failed: int = 0
+    chinchilla_extrapolation: dict[str, Interval] = field(default_factory=dict)
+    think_rows: pd.DataFrame = field(default_factory=pd.DataFrame)   # kind=='think' rows, for figures
+
+    def summary(self) -> str:
+        from ebt_scaling.report.tables import summary_text
+        return summary_text(self)
+
+
+def run_fit(source, out, metric: str = "val_ppl", axes=None, select: str = "final",
+            extrapolate: dict | None = None, *, baseline: str = rio.BASELINE, n_boot: int = 1000,
+            n_boot_saturating: int = 200, seed: int = 0, figures: bool = True) -> FitResult:
+    """Fit every varied axis of the results at `source` and write fits.csv, report.md, figures to `out`.
+
+    source: a results folder (all *.parquet below it), one .parquet, or a .csv
+        (result rows, or the Chinchilla points: "Model Size", "Training FLOP", "loss").
+    metric: the column fitted (log10 metric on log10 x, the paper's line).
+    axes: axis names (data, batch, depth, width, params, flops) or columns to
+        fit on every sweep; None detects them from the sweep names and data.
+    select: "final" (kind=='final', status=='ok' rows), "last" or "best" eval row.
+    extrapolate: {axis: x}, e.g. {"data": 1e12}: predicted metric with an interval.
+    n_boot: bootstrap refits for lines and Chinchilla fits; n_boot_saturating
+        for the per-family saturating fits (an L-BFGS refit each).
+    """
+    out = Path(out)
+    if n_boot < 0 or n_boot_saturating < 0:
+        raise ValueError("n_boot and n_boot_saturating must be >= 0")
+    extrapolate = _parse_extrapolate(extrapolate)
+    table = rio.read_results(source)
+    if table.is_chinchilla:
+        result = _run_chinchilla_points(table, out, n_boot, seed, extrapolate)
+    else:
+        result = _run_results(table, out, metric, axes, select, extrapolate, baseline,
+                              n_boot, n_boot_saturating, seed)
+    return _write(result, figures)
+
+
+def _parse_extrapolate(extrapolate) -> dict[str, float]:
+    if not extrapolate:
+        return {}
+    if not isinstance(extrapolate, dict):
+        raise ValueError("extrapolate must be a dict {axis: x}, e.g. {'data': 1e12}")
+    parsed = {}
+    for axis, value in extrapolate.items():
+        try:
+            parsed[str(axis)] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"extrapolate {axis}={value!r}: not a number; write e.g. data=1e12") from None
+        if not parsed[str(axis)] > 0:
+            raise ValueError(f"extrapolate {axis}={value!r}: must be > 0 (axes are fitted in log space)")
+    return parsed
+
+
+def _rng(seed: int, *labels) -> np.random.Generator:
+    """A generator per fit, independent of the order fits run in (reproducible reruns)."""
+    key = zlib.crc32("/".join(map(str, labels)).encode())
+    return np.random.default_rng([seed, key])
+
+
+# ---------------------------------------------------------------- result rows
+def _run_results(table, out, metric, axes, select, extrapolate, baseline, n_boot, n_boot_sat, seed):
+    sel = rio.select_points(table, metric=metric, select=select)
+    points = sel.points
+    notes = list(sel.notes)
+    plans, plan_notes = rio.plan_axes(points, axes)
+    notes += plan_notes
+    fits: list[AxisFamilyFit] = []
+    for plan in plans:
+        rows = points[points["sweep"] == plan.sweep]
+        label = f"sweep {plan.sweep!r}, axis {plan.axis}" if plan.sweep else f"axis {plan.axis}"
+        if plan.x_column not in rows.columns:
+            notes.append(f"{label}: results have no column {plan.x_column!r}; axis skipped")
+            continue
+        for family, g in rows.groupby("family", sort=True):
+            fit = _fit_family(plan, family, g, metric, n_boot, n_boot_sat, seed, notes, label)
+            if fit is not None:
+                fits.append(fit)
+    comparisons = _compare(fits, baseline, notes)
+    extrapolations = _extrapolate(fits, extrapolate, notes)
+    isoflop, chinchilla = _isoflop_and_chinchilla(points, plans, metric, n_boot, seed, notes, axes)
+    think = rio.select_think(table)
+    thinking = thinking_table(think, metric, baseline) if len(think) else pd.DataFrame()
+    if not fits and not isoflop and thinking.empty:
+        raise ValueError(f"{table.source}: nothing could be fitted: " + "; ".join(notes or ["no axis varies"])
+                         + ". Each family needs >= 2 points at distinct values of the swept axis")
+    return FitResult(source=table.source, out=out, metric=metric, select=select, baseline=baseline,
+                     n_boot=n_boot, fits=tuple(fits), comparisons=tuple(comparisons),
+                     extrapolations=tuple(extrapolations), chinchilla=chinchilla, isoflop=isoflop,
+                     thinking=thinking, table=pd.DataFrame(), notes=tuple(notes),
+                     n_rows_read=sel.n_rows_read, n_trials=sel.n_trials, n_failed=sel.n_failed,
+                     think_rows=think)
+
+
+def _fit_family(plan, family, g, metric, n_boot, n_boot_sat, seed, notes, label):
+    x = pd.to_numeric(g[plan.x_column], errors="coerce").to_numpy(float)
+    y = g[metric].to_numpy(float)
+    ok = np.isfinite(x) & (x > 0)
+    if not ok.all():
+        notes.append(f"{label}, {family}: {int((~ok).sum())} point(s) with missing or non-positive "
+                     f"{plan.x_column} dropped")
+    x, y, units = x[ok], y[ok], g["trial_id"].astype(str).to_numpy()[ok]
+    n_distinct = np.unique(x).size
+    if n_distinct < 2:
+        notes.append(f"{label}, {family}: {x.size} point(s) at {n_distinct} distinct {plan.x_column} "
+                     f"value(s); a line needs >= 2, so this family is not fitted on this axis")
+        return None
+    rng = _rng(seed, plan.sweep, plan.axis, family)
+    line = fit_line(x, y, n_boot=n_boot, rng=rng, units=units)
+    if n_distinct < 3:
+        notes.append(f"{label}, {family}: only {n_distinct} distinct x values, so the line has no interval")
+    saturating = None
+    if n_distinct >= 4:
+        loss = rio.loss_of(metric, y)
+        weights = (bootstrap_weights(n_boot_sat, _rng(seed, plan.sweep, plan.axis, family, "sat"),
+                                     units=units, x=x, min_distinct=3, n_points=x.size)
+                   if n_boot_sat else None)
+        saturating = fit_saturating(x, loss, n_boot=0, weights=weights)
+    kaplan = kaplan_offset = None
+    if plan.axis == "flops":
+        loss = rio.loss_of(metric, y)
+        pure = fit_line(x, loss, n_boot=n_boot,
+                        rng=_rng(seed, plan.sweep, plan.axis, family, "kaplan"), units=units)
+        kaplan = _kaplan_intervals(pure)
+        if saturating is not None:
+            kaplan_offset = _kaplan_offset_intervals(saturating)
+    return AxisFamilyFit(sweep=plan.sweep, axis=plan.axis, x_column=plan.x_column, family=family,
+                         x=x, y=y, line=line, saturating=saturating, kaplan=kaplan,
+                         kaplan_offset=kaplan_offset)
+
+
+def _kaplan_intervals(line: LineFit) -> dict[str, Interval]:
+    """L = (C_c/C)^alpha_C is a line in log10 L: alpha_C = -slope, C_c = 10^(intercept/alpha_C)."""
+    def cc(intercept, slope):
+        with np.errstate(all="ignore"):
+            return 10 ** (intercept / -slope)
+    alpha = -line.line.slope
+    return {"alpha_C": percentile_interval(alpha, -line.slope_draws),
+            "C_c": percentile_interval(float(cc(line.line.intercept, line.line.slope)),
+                                       cc(line.intercept_draws, line.slope_draws))}
+
+
+def _kaplan_offset_intervals(sat: SaturatingFit) -> dict[str, Interval]:
+    law = KaplanComputeLaw.from_saturating(sat.law)
+    with np.errstate(all="ignore"):
+        cc_draws = np.exp(np.log(sat.draws["A"]) / sat.draws["alpha"]) if sat.draws["A"].size else np.full(0, np.nan)
+    return {"E": sat.intervals["E"], "alpha_C": sat.intervals["alpha"],
+            "C_c": percentile_interval(law.C_c, cc_draws)}
+
+
+def _compare(fits, baseline, notes) -> list[Comparison]:
+    out = []
+    keyed = {}
+    for f in fits:
+        keyed.setdefault((f.sweep, f.axis), {})[f.family] = f
+    for (sweep, axis), by_family in keyed.items():
+        others = [fam for fam in by_family if fam != baseline]
+        if baseline not in by_family:
+            if others:
+                notes.append(f"axis {axis}{' (sweep ' + repr(sweep) + ')' if sweep else ''}: no {baseline} "
+                             f"fit, so {others} are not compared")
+            continue
+        base = by_family[baseline]
+        for fam in others:
+            f = by_family[fam]
+            out.append(compare_lines(fam, f.line, baseline, base.line, sweep=sweep, axis=axis,
+                                     x_family=f.x, x_baseline=base.x))
+    return out
+
+
+def _extrapolate(fits, extrapolate, notes) -> list[Extrapolation]:
+    out = []
+    for axis, x in extrapolate.items():
+        matched = [f for f in fits if f.axis == axis or f.x_column == axis]
+        if not matched:
+            notes.append(f"extrapolate {axis}={x:g}: no fitted axis of that name")
+        for f in matched:
+            out.append(extrapolate_line(f.line, x, sweep=f.sweep, axis=f.axis, family=f.family,
+                                        x_observed=f.x))
+    return out
+
+
+def _isoflop_and_chinchilla(points, plans, metric, n_boot, seed, notes, axes):
+    """IsoFLOP (and Chinchilla) fits per family, for sweeps whose design supports them.
+
+    A sweep qualifies when it is named "isoflop" (or axes asks for "isoflop"),
+    or when some compute budget holds >= 3 sizes: the isoFLOP design.
+    Chinchilla's L(N, D) is fitted alongside when N and D are not collinear
+    (>= 10 points, >= 3 distinct N and D): within a sweep that scales N
+    alone, D follows N and the law is not identified.
+    """
+    isoflop, chinchilla = {}, {}
+    needed = {"flops", "n_params", "total_tokens"}
+    if not needed <= set(points.columns):
+        return isoflop, chinchilla
+    for sweep, rows in points.groupby("sweep", sort=True):
+        named = "isoflop" in sweep.lower().replace("-", "").replace("_", "") or (
+            axes is not None and "isoflop" in list(axes))
+        for family, g in rows.groupby("family", sort=True):
+            C, N, D = (pd.to_numeric(g[c], errors="coerce").to_numpy(float)
+                       for c in ("flops", "n_params", "total_tokens"))
+            L = rio.loss_of(metric, g[metric].to_numpy(float))
+            ok = np.isfinite(C) & np.isfinite(N) & np.isfinite(D) & (C > 0) & (N > 0) & (D > 0)
+            C, N, D, L = C[ok], N[ok], D[ok], L[ok]
+            units = g["trial_id"].astype(str).to_numpy()[ok]
+            if C.size == 0:
+                continue
+            labels = group_budgets(C)
+            sizes = [np.unique(N[labels == lab]).size for lab in np.unique(labels)]
+            if not named and max(sizes) < 3:
+                continue
+            key = f"{sweep}/{family}" if sweep else family
+            iso = fit_isoflop(C, N, D, L, n_boot=n_boot, rng=_rng(seed, sweep, "isoflop", family),
+                              units=units)
+            isoflop[key] = iso
+            notes.extend(f"{key}: {n}" for n in iso.notes)
+            corr = np.corrcoef(np.log(N), np.log(D))[0, 1] if np.unique(N).size > 1 and np.unique(D).size > 1 else 1.0
+            if C.size >= 10 and np.unique(N).size >= 3 and np.unique(D).size >= 3 and abs(corr) < 0.98:
+                chinchilla[key] = fit_chinchilla(N, D, np.exp(L), n_boot=n_boot, units=units,
+                                                 seed=int(_rng(seed, sweep, "chinchilla", family).integers(2**31)))
+    return isoflop, chinchilla
+
+
+# ---------------------------------------------------------------- Chinchilla points CSV
+def _run_chinchilla_points(table, out, n_boot, seed, extrapolate) -> FitResult:
+    frame = table.frame
+    N = pd.to_numeric(frame["Model Size"], errors="coerce").to_numpy(float)
+    C = pd.to_numeric(frame["Training FLOP"], errors="coerce").to_numpy(float)
+    L = pd.to_numeric(frame["loss"], errors="coerce").to_numpy(float)
+    notes = []
+    ok = np.isfinite(N) & np.isfinite(C) & np.isfinite(L) & (N > 0) & (C > 0) & (L > 0)
+    if (~ok).any():
+        notes.append(f"{int((~ok).sum())} row(s) with missing or non-positive N, C or loss dropped")
+    N, C, L = N[ok], C[ok], L[ok]
+    if N.size > CHINCHILLA_DROP_HIGHEST:
+        keep = np.argsort(L)[: N.size - CHINCHILLA_DROP_HIGHEST]
+        keep.sort()
+        notes.append(f"the {CHINCHILLA_DROP_HIGHEST} highest losses dropped before fitting, as Epoch AI did")
+        N, C, L = N[keep], C[keep], L[keep]
+    if N.size < 10:
+        raise ValueError(f"{table.source}: {N.size} usable Chinchilla points; the 5-parameter law "
+                         "needs at least 10 rows with positive Model Size, Training FLOP and loss")
+    D = C / (6.0 * N)
+    fit = fit_chinchilla(N, D, L, n_boot=n_boot, seed=seed)
+    extra = {}
+    n_x = next((extrapolate[k] for k in ("params", "N", "n_params") if k in extrapolate), None)
+    d_x = next((extrapolate[k] for k in ("data", "D", "total_tokens") if k in extrapolate), None)
+    if n_x is not None and d_x is not None:
+        law = fit.law
+        draws = (fit.draws["E"] + fit.draws["A"] * n_x ** -fit.draws["alpha"]
+                 + fit.draws["B"] * d_x ** -fit.draws["beta"])
+        extra[f"L(N={n_x:.3g}, D={d_x:.3g})"] = percentile_interval(float(law.predict(n_x, d_x)), draws)
+    elif extrapolate:
+        notes.append("extrapolating the Chinchilla law needs both params=N and data=D")
+    return FitResult(source=table.source, out=out, metric="loss", select="all", baseline="",
+                     n_boot=n_boot, fits=(), comparisons=(), extrapolations=(),
+                     chinchilla={"chinchilla_points": fit}, isoflop={}, thinking=pd.DataFrame(),
+                     table=pd.DataFrame(), notes=tuple(notes), n_rows_read=len(frame),
+                     n_trials=int(N.size), chinchilla_extrapolation=extra)
+
+
+# ---------------------------------------------------------------- writing
+def _write(result: FitResult, figures: bool) -> FitResult:
+    from dataclasses import replace
+
+    from ebt_scaling.report import tables
+    out = result.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{out}: cannot create the output folder ({err}); pass --out a writable path") from err
+    table = tables.fits_table(result)
+    files = [out / "fits.csv"]
+    table.to_csv(files[0], index=False)
+    result = replace(result, table=table)
+    if figures:
+        from ebt_scaling.report import figures as figs
+        files += figs.write_figures(result, out)
+    files.append(out / "report.md")
+    result = replace(result, files=tuple(files))
+    tables.write_report(result, out / "report.md")
+    return result

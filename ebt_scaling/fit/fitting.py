@@ -1,0 +1,555 @@
+"""Fitting scaling laws, and bootstrap intervals for every parameter.
+
+Why it is built this way:
+
+* The paper's line (OLS of log10 y on log10 x) has a closed form, so its
+  bootstrap is one vectorised computation over a (draws x points) matrix of
+  resampling counts: 1000 refits cost a few matrix products.
+* Every bootstrap here is expressed as *weights*: a draw that picks point i
+  twice gives it weight 2. Non-linear fits then take the same weights in their
+  objective, so one code path serves point fits (weights = 1) and refits.
+* Offset power laws (E + A x^-alpha, Chinchilla's E + A/N^alpha + B/D^beta)
+  are fitted on log L with L = logsumexp(e, a - alpha log N, b - beta log D),
+  as Hoffmann et al. and Epoch AI did. The objective is ill-conditioned and,
+  with a Huber delta of 1e-3, small (~1e-3): scipy's default L-BFGS-B
+  tolerances then stop at the start and bootstrap intervals come out ~20x
+  too narrow. Two remedies, both used: the objective is divided by delta
+  (so it is O(n), and relative tolerances mean something) and tolerances are
+  tight; and starting points come from variable projection (for each
+  exponent pair on a grid, E, A, B >= 0 solved by non-negative least squares
+  on relative residuals), which is well conditioned and finds the basin.
+* log x is centred at its geometric mean inside the optimiser, which removes
+  the strong a-alpha coupling; parameters are converted back before they
+  leave this module.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize, nnls
+
+from .laws import ChinchillaLaw, LogLogLine, SaturatingPowerLaw
+
+CHINCHILLA_HUBER_DELTA = 1e-3
+CI_LEVEL = 0.95
+
+
+# ---------------------------------------------------------------- intervals
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a percentile bootstrap interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def fmt(self, digits: int = 3) -> str:
+        return f"{_g(self.estimate, digits)} [{_g(self.low, digits)}, {_g(self.high, digits)}]"
+
+
+def _g(v: float, digits: int) -> str:
+    if v is None or not np.isfinite(v):
+        return "nan"
+    return f"{v:.{digits}g}" if abs(v) >= 1e4 or abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
+
+
+def percentile_interval(estimate: float, draws, level: float = CI_LEVEL) -> Interval:
+    """Percentile interval of the finite bootstrap draws around `estimate`."""
+    draws = np.asarray(draws, dtype=float)
+    draws = draws[np.isfinite(draws)]
+    if draws.size < 2:
+        return Interval(float(estimate), float("nan"), float("nan"))
+    tail = 100.0 * (1.0 - level) / 2.0
+    low, high = np.percentile(draws, [tail, 100.0 - tail])
+    return Interval(float(estimate), float(low), float(high))
+
+
+# ---------------------------------------------------------------- resampling
+def bootstrap_weights(n_boot: int, rng: np.random.Generator, *, units=None, strata=None,
+                      x=None, min_distinct: int = 2, n_points: int | None = None) -> np.ndarray:
+    """Resampling counts, shape (n_boot, n_points): row b says how often each point is drawn.
+
+    units: a label per point; points sharing a label (one trial's rows, or one
+        seed's trials) are drawn together, which keeps correlated rows from
+        looking like independent evidence. Default: every point is its own unit.
+    strata: a label per point; units are resampled within each stratum, keeping
+        the design fixed. Used when every x value has several seeds, so a draw
+        never loses an x value and the interval reflects seed-to-seed noise.
+    x, min_distinct: a draw whose points cover fewer than `min_distinct`
+        distinct x values cannot identify the law (a line needs 2); such draws
+        are redrawn, i.e. the bootstrap is conditioned on identifiability.
+    """
+    if n_points is None:
+        n_points = len(units) if units is not None else len(x)
+    units = np.arange(n_points) if units is None else np.asarray(units)
+    unit_ids, unit_of_point = np.unique(units, return_inverse=True)
+    n_units = len(unit_ids)
+    if strata is None:
+        stratum_of_unit = np.zeros(n_units, dtype=int)
+    else:
+        strata = np.asarray(strata)
+        first = np.zeros(n_units, dtype=int)
+        first[unit_of_point[::-1]] = np.arange(n_points)[::-1]
+        _, stratum_of_unit = np.unique(strata[first], return_inverse=True)
+
+    def draw(k: int) -> np.ndarray:
+        unit_counts = np.zeros((k, n_units))
+        for s in np.unique(stratum_of_unit):
+            members = np.flatnonzero(stratum_of_unit == s)
+            picks = rng.integers(0, len(members), size=(k, len(members)))
+            rows = np.repeat(np.arange(k), len(members))
+            np.add.at(unit_counts, (rows, members[picks.ravel()]), 1.0)
+        return unit_counts[:, unit_of_point]
+
+    weights = draw(n_boot)
+    if x is not None and min_distinct > 1:
+        x = np.asarray(x)
+        _, x_code = np.unique(x, return_inverse=True)
+        for _ in range(200):
+            distinct = _distinct_per_row(weights, x_code)
+            bad = np.flatnonzero(distinct < min_distinct)
+            if bad.size == 0:
+                break
+            weights[bad] = draw(bad.size)
+        else:
+            raise ValueError(
+                f"bootstrap: could not draw resamples covering {min_distinct} distinct x values; "
+                "add points at more distinct x values")
+    return weights
+
+
+def _distinct_per_row(weights: np.ndarray, x_code: np.ndarray) -> np.ndarray:
+    per_x = np.zeros((weights.shape[0], x_code.max() + 1))
+    np.add.at(per_x.T, x_code, weights.T)
+    return (per_x > 0).sum(axis=1)
+
+
+# ---------------------------------------------------------------- the paper's line
+def fit_loglog(x, y, weights=None) -> LogLogLine:
+    """OLS of log10(y) on log10(x): the EBT paper's scaling-rate line."""
+    slope, intercept = _weighted_ols(np.log10(np.asarray(x, float)), np.log10(np.asarray(y, float)),
+                                     None if weights is None else np.asarray(weights, float)[None, :])
+    return LogLogLine(slope=float(slope[0]), intercept=float(intercept[0]))
+
+
+def bootstrap_loglog(x, y, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slopes and intercepts of the log-log line for every row of `weights` at once."""
+    return _weighted_ols(np.log10(np.asarray(x, float)), np.log10(np.asarray(y, float)), weights)
+
+
+def _weighted_ols(u: np.ndarray, v: np.ndarray, weights) -> tuple[np.ndarray, np.ndarray]:
+    if weights is None:
+        weights = np.ones((1, u.size))
+    sw = weights.sum(axis=1)
+    su, sv = weights @ u, weights @ v
+    suu, suv = weights @ (u * u), weights @ (u * v)
+    denom = sw * suu - su * su
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (sw * suv - su * sv) / denom
+        intercept = (sv - slope * su) / sw
+    slope = np.where(np.abs(denom) > 1e-12 * np.maximum(sw * suu, 1e-300), slope, np.nan)
+    return slope, np.where(np.isfinite(slope), intercept, np.nan)
+
+
+# ---------------------------------------------------------------- offset power laws
+def _huber(r: np.ndarray, delta: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Loss and derivative per residual, in units of delta (so values are O(|r|/delta)).
+
+    delta=None means plain least squares (0.5 r^2), used where points are few
+    and have no outliers to guard against.
+    """
+    if delta is None:
+        return 0.5 * r * r, r
+    a = np.abs(r)
+    small = a <= delta
+    loss = np.where(small, 0.5 * r * r / delta, a - 0.5 * delta)
+    grad = np.where(small, r / delta, np.sign(r))
+    return loss, grad
+
+
+class _LseModel:
+    """log L = logsumexp(e, a_k - alpha_k * (log x_k - c_k)) for K power terms.
+
+    The optimiser's vector is laid out as (e, a_1..a_K, alpha_1..alpha_K);
+    `split` is the one place that knows the layout. c_k centres log x_k.
+    """
+
+    def __init__(self, log_x: np.ndarray, log_L: np.ndarray, delta: float | None):
+        self.centre = log_x.mean(axis=0)
+        self.z = log_x - self.centre          # (n, K)
+        self.log_L = log_L
+        self.delta = delta
+        self.K = log_x.shape[1]
+
+    def split(self, theta):
+        K = self.K
+        return theta[0], theta[1:1 + K], theta[1 + K:1 + 2 * K]
+
+    def join(self, e, a, alpha):
+        return np.concatenate([[e], np.atleast_1d(a), np.atleast_1d(alpha)])
+
+    def objective(self, theta, w):
+        e, a, alpha = self.split(theta)
+        terms = np.concatenate([np.full((self.z.shape[0], 1), e), a - alpha * self.z], axis=1)
+        top = terms.max(axis=1, keepdims=True)
+        expo = np.exp(terms - top)
+        total = expo.sum(axis=1, keepdims=True)
+        lse = (top + np.log(total))[:, 0]
+        soft = expo / total                   # (n, 1+K): d lse / d term
+        loss, dloss = _huber(lse - self.log_L, self.delta)
+        # elementwise sums, not `@`: these vectors are tiny and a threaded BLAS
+        # call per evaluation costs more than the arithmetic (20x slower on a
+        # busy 2-core machine, where its threads spin waiting for a core)
+        g = w * dloss
+        gs = g[:, None] * soft
+        grad_e = gs[:, 0].sum()
+        grad_a = gs[:, 1:].sum(axis=0)
+        grad_alpha = -(gs[:, 1:] * self.z).sum(axis=0)
+        return float((w * loss).sum()), self.join(grad_e, grad_a, grad_alpha)
+
+    def minimise(self, theta0, w, bounds=None):
+        if bounds is None:
+            res = minimize(self.objective, theta0, args=(w,), jac=True, method="BFGS",
+                           options={"gtol": 1e-9, "maxiter": 5000})
+        else:
+            res = minimize(self.objective, theta0, args=(w,), jac=True, method="L-BFGS-B",
+                       bounds=bounds,
+                       options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 5000, "maxcor": 20})
+        return res.x, res.fun
+
+    def varpro_starts(self, alphas_grid, w, n_keep: int, log_x_raw_unused=None):
+        """Variable projection: for each exponent tuple, E and the A_k by NNLS.
+
+        Residuals are relative ((E + sum A_k x_k^-alpha_k) / L - 1), the
+        linear stand-in for a log residual, so the solve is an ordinary NNLS.
+        Returns the `n_keep` best starting vectors under the real objective.
+        """
+        L = np.exp(self.log_L)
+        sw = np.sqrt(w)
+        keep = w > 0
+        candidates = []
+        for alpha in alphas_grid:
+            alpha = np.atleast_1d(alpha)
+            cols = np.concatenate([np.ones((self.z.shape[0], 1)), np.exp(-alpha * self.z)], axis=1)
+            design = cols / L[:, None] * sw[:, None]
+            scale = np.linalg.norm(design[keep], axis=0)
+            scale[scale == 0] = 1.0
+            coef, _ = nnls(design / scale, sw, maxiter=200)
+            coef = coef / scale
+            logs = np.log(np.maximum(coef, 1e-12 * max(coef.max(), 1e-12)))
+            theta = self.join(logs[0], logs[1:], alpha)
+            candidates.append((self.objective(theta, w)[0], theta))
+        candidates.sort(key=lambda c: c[0])
+        return [theta for _, theta in candidates[:n_keep]]
+
+
+def _fit_lse(model: _LseModel, w, grid, n_starts: int, bounds=None, extra_starts=()):
+    starts = list(extra_starts) + model.varpro_starts(grid, w, n_starts)
+    best = None
+    for theta0 in starts:
+        theta, fun = model.minimise(theta0, w, bounds)
+        if np.all(np.isfinite(theta)) and (best is None or fun < best[1]):
+            best = (theta, fun)
+    return best
+
+
+def _exponent_grid(k: int, n: int) -> list:
+    values = np.linspace(0.02, 1.5, n)
+    if k == 1:
+        return list(values)
+    a, b = np.meshgrid(values, values, indexing="ij")
+    return list(np.stack([a.ravel(), b.ravel()], axis=1))
+
+
+# -- Chinchilla
+@dataclass(frozen=True, eq=False)
+class ChinchillaFit:
+    """A Chinchilla law, its bootstrap intervals and the draws behind them."""
+
+    law: ChinchillaLaw
+    intervals: dict[str, Interval]
+    draws: dict[str, np.ndarray]
+    n_points: int
+    objective: float
+    N: np.ndarray = None         # the points fitted (kept for figures)
+    D: np.ndarray = None
+    L: np.ndarray = None
+
+
+def _chinchilla_from_theta(model: _LseModel, theta) -> ChinchillaLaw:
+    e, a, alpha = model.split(theta)
+    # undo the centring: a_k - alpha_k (log x_k - c_k) = (a_k + alpha_k c_k) - alpha_k log x_k
+    log_A, log_B = a + alpha * model.centre
+    return ChinchillaLaw(E=float(np.exp(e)), A=float(np.exp(log_A)), B=float(np.exp(log_B)),
+                         alpha=float(alpha[0]), beta=float(alpha[1]))
+
+
+def fit_chinchilla(N, D, L, *, delta: float = CHINCHILLA_HUBER_DELTA, n_boot: int = 1000,
+                   seed: int = 0, units=None, grid_size: int = 30, n_starts: int = 4,
+                   boot_grid_size: int = 0) -> ChinchillaFit:
+    """Fit L = E + A/N^alpha + B/D^beta as Epoch AI did, with bootstrap intervals.
+
+    Objective: Huber(delta) of log L_pred - log L, summed over points (Epoch's
+    and Hoffmann et al.'s choice; delta = 1e-3 makes it nearly an L1 fit, so a
+    few stray points do not drag the exponents). Starts: the `n_starts` best
+    points of a `grid_size`^2 variable-projection grid over (alpha, beta),
+    each refined by L-BFGS-B with tight tolerances.
+
+    Bootstrap: points (or `units`) resampled with replacement, `n_boot` refits,
+    each warm-started from the point estimate (plus, if boot_grid_size > 0, the
+    best start of a coarser projection grid on the resample).
+    """
+    N, D, L = (np.asarray(v, dtype=float) for v in (N, D, L))
+    model = _LseModel(np.log(np.stack([N, D], axis=1)), np.log(L), delta)
+    w1 = np.ones(N.size)
+    theta_hat, fun = _fit_lse(model, w1, _exponent_grid(2, grid_size), n_starts)
+    law = _chinchilla_from_theta(model, theta_hat)
+
+    names = list(law.params())
+    draws = {k: np.full(n_boot, np.nan) for k in names}
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        weights = bootstrap_weights(n_boot, rng, units=units, n_points=N.size)
+        boot_grid = _exponent_grid(2, boot_grid_size) if boot_grid_size else []
+        for i, w in enumerate(weights):
+            best = _fit_lse(model, w, boot_grid, 1 if boot_grid else 0, extra_starts=[theta_hat])
+            if best is None:
+                continue
+            for k, v in _chinchilla_from_theta(model, best[0]).params().items():
+                draws[k][i] = v
+    intervals = {k: percentile_interval(v, draws[k]) for k, v in law.params().items()}
+    return ChinchillaFit(law=law, intervals=intervals, draws=draws, n_points=int(N.size),
+                         objective=float(fun) * (delta or 1.0), N=N, D=D, L=L)
+
+
+# -- one-variable saturating law
+@dataclass(frozen=True, eq=False)
+class SaturatingFit:
+    law: SaturatingPowerLaw
+    intervals: dict[str, Interval]
+    draws: dict[str, np.ndarray]
+    n_points: int
+    n_boot_ok: int
+
+
+def _saturating_from_theta(model: _LseModel, theta) -> SaturatingPowerLaw:
+    e, a, alpha = model.split(theta)
+    return SaturatingPowerLaw(E=float(np.exp(e)), A=float(np.exp(a[0] + alpha[0] * model.centre[0])),
+                              alpha=float(alpha[0]))
+
+
+# alpha in [0, 5] keeps the curve falling (a sweep's loss should not rise with
+# scale); e is bounded so a pure power law (E -> 0) stays a finite optimum.
+def _saturating_bounds(model: _LseModel):
+    top = float(model.log_L.max())
+    return [(top - 40.0, top + 1.0), (None, None), (0.0, 5.0)]
+
+
+def fit_saturating(x, L, *, n_boot: int = 1000, seed: int = 0, weights=None,
+                   delta: float | None = None) -> SaturatingFit:
+    """Fit L = E + A x^-alpha on log L (least squares by default), with bootstrap intervals.
+
+    Needs at least 4 distinct x values (3 parameters plus one degree of
+    freedom); bootstrap draws are conditioned on covering 3 distinct x
+    values, and `n_boot_ok` says how many refits converged to finite values.
+    `weights` lets the caller pass a precomputed resampling matrix (e.g.
+    grouped by trial); otherwise points are resampled.
+    """
+    x, L = np.asarray(x, float), np.asarray(L, float)
+    if np.unique(x).size < 4:
+        raise ValueError(f"saturating fit needs >= 4 distinct x values, got {np.unique(x).size}")
+    model = _LseModel(np.log(x)[:, None], np.log(L), delta)
+    bounds = _saturating_bounds(model)
+    theta_hat, _ = _fit_lse(model, np.ones(x.size), _exponent_grid(1, 60), 3, bounds)
+    law = _saturating_from_theta(model, theta_hat)
+    draws = {k: np.full(0, np.nan) for k in law.params()}
+    n_ok = 0
+    if n_boot > 0 or weights is not None:
+        if weights is None:
+            weights = bootstrap_weights(n_boot, np.random.default_rng(seed), x=x, min_distinct=3)
+        draws = {k: np.full(len(weights), np.nan) for k in law.params()}
+        for i, w in enumerate(weights):
+            theta, _ = model.minimise(theta_hat, w, bounds)
+            if np.all(np.isfinite(theta)):
+                n_ok += 1
+                for k, v in _saturating_from_theta(model, theta).params().items():
+                    draws[k][i] = v
+    intervals = {k: percentile_interval(v, draws[k]) for k, v in law.params().items()}
+    return SaturatingFit(law=law, intervals=intervals, draws=draws, n_points=int(x.size), n_boot_ok=n_ok)
+
+
+# ---------------------------------------------------------------- the line with intervals
+@dataclass(frozen=True, eq=False)
+class LineFit:
+    """The paper's log-log line for one family on one axis, with bootstrap draws.
+
+    `slope_draws`/`intercept_draws` are kept (not just the intervals) because
+    comparisons between families, crossovers and extrapolations are functions
+    of the draws; NaN where a draw could not be fitted.
+    """
+
+    line: LogLogLine
+    intervals: dict[str, Interval]
+    slope_draws: np.ndarray
+    intercept_draws: np.ndarray
+    n_points: int
+    n_distinct_x: int
+    resampling: str
+
+
+def fit_line(x, y, *, n_boot: int = 1000, rng: np.random.Generator, units=None) -> LineFit:
+    """OLS log-log line with bootstrap intervals, resampling the right units.
+
+    units: a label per point (trial id, or seed): rows sharing one are
+    resampled together. When every x value carries >= 2 units (several seeds
+    per configuration), units are resampled within each x value, so every
+    draw keeps the sweep's design and the interval measures seed noise.
+    Otherwise units are resampled across the sweep (a pairs bootstrap), with
+    draws covering a single x value redrawn. Intervals need >= 3 distinct x
+    values: with two, every draw is the same line and the interval would
+    claim a certainty the data do not have, so it is left NaN.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    units = np.arange(x.size) if units is None else np.asarray(units)
+    line = fit_loglog(x, y)
+    n_distinct = int(np.unique(x).size)
+    slope_draws = intercept_draws = np.full(0, np.nan)
+    resampling = "none (fewer than 3 distinct x values)"
+    if n_boot > 0 and n_distinct >= 3:
+        units_per_x = pd_units_per_x(x, units)
+        if units_per_x.min() >= 2:
+            weights = bootstrap_weights(n_boot, rng, units=units, strata=x, n_points=x.size)
+            resampling = "units (trials) within each x value"
+        else:
+            weights = bootstrap_weights(n_boot, rng, units=units, x=x, min_distinct=2, n_points=x.size)
+            resampling = "units (trials) with replacement"
+        slope_draws, intercept_draws = bootstrap_loglog(x, y, weights)
+    intervals = {"slope": percentile_interval(line.slope, slope_draws),
+                 "intercept": percentile_interval(line.intercept, intercept_draws)}
+    return LineFit(line=line, intervals=intervals, slope_draws=slope_draws,
+                   intercept_draws=intercept_draws, n_points=int(x.size),
+                   n_distinct_x=n_distinct, resampling=resampling)
+
+
+def pd_units_per_x(x: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """Number of distinct units observed at each distinct x."""
+    pairs = np.unique(np.stack([np.unique(x, return_inverse=True)[1],
+                                np.unique(units, return_inverse=True)[1]], axis=1), axis=0)
+    return np.bincount(pairs[:, 0])
+
+
+# ---------------------------------------------------------------- isoFLOP (approach 2)
+def group_budgets(C, tol_dex: float = 0.05) -> np.ndarray:
+    """Label points by compute budget: sorted log10 C split where gaps exceed tol_dex.
+
+    Runs planned at one budget land on slightly different FLOPs (steps are
+    rounded), so exact equality would split a budget into singletons.
+    """
+    logc = np.log10(np.asarray(C, float))
+    order = np.argsort(logc)
+    labels = np.empty(logc.size, dtype=int)
+    labels[order] = np.concatenate([[0], np.cumsum(np.diff(logc[order]) > tol_dex)])
+    return labels
+
+
+@dataclass(frozen=True, eq=False)
+class IsoFlopFit:
+    budgets: np.ndarray          # median C per usable budget
+    N_opt: np.ndarray            # N* per budget
+    D_opt: np.ndarray            # D* per budget
+    loss_opt: np.ndarray         # parabola minimum per budget
+    a: Interval                  # N* = k C^a
+    k: Interval
+    b: Interval                  # D* = k' C^b
+    k_prime: Interval
+    notes: tuple[str, ...]
+
+
+def _parabola_minima(u, d, L, weights):
+    """Vertex of L = c2 u^2 + c1 u + c0 (u = log10 N) and log10 D there, per weight row."""
+    X = np.stack([u * u, u, np.ones_like(u)], axis=1)                 # (n, 3)
+    XtWX = np.einsum("bi,ij,ik->bjk", weights, X, X)
+    XtWy = np.einsum("bi,ij,i->bj", weights, X, L)
+    with np.errstate(all="ignore"):
+        ok = np.linalg.matrix_rank(XtWX) == 3
+        coef = np.full((weights.shape[0], 3), np.nan)
+        if ok.any():
+            coef[ok] = np.linalg.solve(XtWX[ok], XtWy[ok][..., None])[..., 0]
+        c2, c1, c0 = coef[:, 0], coef[:, 1], coef[:, 2]
+        u_star = np.where(c2 > 0, -c1 / (2 * c2), np.nan)
+        loss_star = c0 - c1 * c1 / (4 * c2)
+        slope, intercept = _weighted_ols(u, d, weights)
+    return u_star, intercept + slope * u_star, loss_star
+
+
+def fit_isoflop(C, N, D, L, *, n_boot: int = 1000, rng: np.random.Generator, units=None,
+                tol_dex: float = 0.05) -> IsoFlopFit:
+    """Chinchilla's approach 2: per budget a parabola of loss in log10 N, then N* = k C^a.
+
+    Budgets with fewer than 3 distinct N, a concave parabola, or a minimum
+    outside the sampled N range are skipped with a note (the optimum there
+    is an extrapolation). D* is read off a line of log D on log N within the
+    budget, which holds for any FLOPs-per-token rule (EBT's is not 6N).
+    Bootstrap: points resampled within each budget, all budgets refitted.
+    """
+    C, N, D, L = (np.asarray(v, float) for v in (C, N, D, L))
+    units = np.arange(C.size) if units is None else np.asarray(units)
+    labels = group_budgets(C, tol_dex)
+    notes, rows = [], []
+    draws_u, draws_d = [], []
+    for lab in np.unique(labels):
+        m = labels == lab
+        c_med = float(np.median(C[m]))
+        u, d = np.log10(N[m]), np.log10(D[m])
+        if np.unique(u).size < 3:
+            notes.append(f"budget {c_med:.3g} FLOPs: {np.unique(u).size} distinct N, a parabola needs 3")
+            continue
+        u_hat, d_hat, l_hat = (v[0] for v in _parabola_minima(u, d, L[m], np.ones((1, u.size))))
+        if not np.isfinite(u_hat) or not (u.min() <= u_hat <= u.max()):
+            notes.append(f"budget {c_med:.3g} FLOPs: loss has no minimum inside the sampled N "
+                         f"range [{N[m].min():.3g}, {N[m].max():.3g}]; budget skipped")
+            continue
+        rows.append((c_med, u_hat, d_hat, l_hat))
+        w = bootstrap_weights(n_boot, rng, units=units[m], x=u, min_distinct=3, n_points=u.size) \
+            if n_boot else np.ones((0, u.size))
+        bu, bd, _ = _parabola_minima(u, d, L[m], w)
+        draws_u.append(bu)
+        draws_d.append(bd)
+    nan = Interval(float("nan"), float("nan"), float("nan"))
+    if len(rows) < 2:
+        notes.append(f"isoFLOP: {len(rows)} usable budget(s); N* = k C^a needs 2 or more")
+        arr = np.array(rows).reshape(-1, 4)
+        return IsoFlopFit(arr[:, 0], 10 ** arr[:, 1], 10 ** arr[:, 2], arr[:, 3], nan, nan, nan, nan,
+                          tuple(notes))
+    arr = np.array(rows)
+    logc = np.log10(arr[:, 0])
+    a_hat, lk_hat = _weighted_ols(logc, arr[:, 1], None)
+    b_hat, lkp_hat = _weighted_ols(logc, arr[:, 2], None)
+    intervals = [nan] * 4
+    if n_boot:
+        bu, bd = np.stack(draws_u, axis=1), np.stack(draws_d, axis=1)       # (B, budgets)
+        a_d, lk_d = _ols_rows(logc, bu)
+        b_d, lkp_d = _ols_rows(logc, bd)
+        intervals = [percentile_interval(a_hat[0], a_d), percentile_interval(10 ** lk_hat[0], 10 ** lk_d),
+                     percentile_interval(b_hat[0], b_d), percentile_interval(10 ** lkp_hat[0], 10 ** lkp_d)]
+    else:
+        intervals = [Interval(float(v), np.nan, np.nan) for v in (a_hat[0], 10 ** lk_hat[0], b_hat[0], 10 ** lkp_hat[0])]
+    if len(rows) == 2:
+        notes.append("isoFLOP: only 2 budgets, so the exponents a and b pass exactly through them")
+    return IsoFlopFit(budgets=arr[:, 0], N_opt=10 ** arr[:, 1], D_opt=10 ** arr[:, 2], loss_opt=arr[:, 3],
+                      a=intervals[0], k=intervals[1], b=intervals[2], k_prime=intervals[3], notes=tuple(notes))
+
+
+def _ols_rows(u: np.ndarray, V: np.ndarray):
+    """OLS of each row of V on u (same u for all rows); NaN rows stay NaN."""
+    uc = u - u.mean()
+    slope = (V - V.mean(axis=1, keepdims=True)) @ uc / (uc @ uc)
+    return slope, V.mean(axis=1) - slope * u.mean()

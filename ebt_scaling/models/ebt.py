@@ -1,0 +1,215 @@
+"""The Energy-Based Transformer for text (recipe sections 3-5).
+
+An EBT scores a candidate next-token distribution p (B, S, V) given the context with a
+scalar energy per position, and *predicts* by gradient descent on that energy:
+
+    y_0 ~ N(0, init_std)                                     logits, (B, S, V)
+    y_{k+1} = softmax(y_k + noise) - alpha * dE/dp           (the step is on p)
+
+Two streams share every block's weights:
+  * the observed stream: the real tokens, plain causal attention. It never sees a
+    prediction, so it does not depend on p: its per-layer keys and values are computed
+    once per forward and reused by every thinking step (unless the S1 step token,
+    which the context also sees, changes per step).
+  * the predicted stream: p embedded by a bias-free Linear(V -> D). The prediction at
+    position i sits at RoPE position i+1 (the token it predicts) and attends to the
+    observed keys 0..i plus its own key, never to other predictions: one
+    S x (S + 1) attention, the same cost as the causal one.
+The energy head (final RMSNorm, Linear(D -> 1)) reads the predicted stream only.
+Positions are independent, so d(E.sum())/dp gives every position's gradient at once.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import Config, resolve_alpha
+from ..flops import ebt_max_steps
+from .layers import Block, RMSNorm, init_weights, rope_tables
+
+
+class ThinkingDiverged(RuntimeError):
+    """NaN or Inf in the thinking gradient."""
+
+
+class EBT(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        m, e = cfg.model, cfg.ebt
+        self.cfg, self.e = cfg, e
+        self.vocab_size = m.vocab_size
+        self.tok_embeddings = nn.Embedding(m.vocab_size, m.d_model)
+        self.prob_embed = nn.Linear(m.vocab_size, m.d_model, bias=False)
+        self.step_embeddings = nn.Embedding(ebt_max_steps(cfg), m.d_model) if e.step_embeddings else None
+        self.layers = nn.ModuleList(
+            Block(m.d_model, m.n_heads, m.d_ffn, m.norm_eps) for _ in range(m.n_layers))
+        self.norm = RMSNorm(m.d_model, m.norm_eps)
+        self.energy_head = nn.Linear(m.d_model, 1, bias=False)
+        init_weights(self, m.init_gain)
+        alpha0 = resolve_alpha(e, m.vocab_size)
+        self.alpha = nn.Parameter(torch.tensor(float(alpha0)), requires_grad=e.alpha_learnable)
+        self.alpha_lr_mult = e.alpha_lr_mult or 3.0 * alpha0
+        self.head_dim = m.d_model // m.n_heads
+        self._replay: dict[str, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ streams
+    def _rope(self, start: int, length: int, device):
+        pos = torch.arange(start, start + length, device=device)
+        return rope_tables(pos, self.head_dim, self.cfg.model.rope_theta)
+
+    def context(self, tokens, step: int | None = None):
+        """Observed stream over tokens (B, S) -> per-layer (k, v), each (B, H, S_o, K),
+        where S_o = S (+1 with the S1 step token in front)."""
+        x = self.tok_embeddings(tokens)                                   # (B, S, D)
+        if self.step_embeddings is not None:
+            idx = min(step or 0, self.step_embeddings.num_embeddings - 1)
+            s = self.step_embeddings.weight[idx].expand(x.shape[0], 1, -1)
+            x = torch.cat([s, x], dim=1)                                  # (B, 1+S, D)
+        cos, sin = self._rope(0, x.shape[1], x.device)
+        kvs = []
+        for layer in self.layers:
+            q, k, v = layer.attention.heads(layer.attention_norm(x), cos, sin)
+            kvs.append((k, v))
+            x = x + layer.attention.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True))
+            x = layer.mlp_residual(x)
+        return kvs
+
+    def energy(self, kvs, p):
+        """Energies (B, S) of candidate distributions p (B, S, V) given the context."""
+        B, S, _ = p.shape
+        prefix = kvs[0][0].shape[2] - S                   # 1 with the S1 step token, else 0
+        x = self.prob_embed(p)                            # (B, S, D)
+        cos, sin = self._rope(prefix + 1, S, p.device)    # prediction i sits where token i+1 is
+        # prediction i may see observed keys 0..i (shifted by the prefix)
+        seen = torch.ones(S, S + prefix, dtype=torch.bool, device=p.device).tril(diagonal=prefix)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        for layer, (k_obs, v_obs) in zip(self.layers, kvs):
+            q, k, v = layer.attention.heads(layer.attention_norm(x), cos, sin)    # (B, H, S, K)
+            s_obs = (q @ k_obs.transpose(-1, -2)) * scale                        # (B, H, S, S_o)
+            s_obs = s_obs.masked_fill(~seen, float("-inf"))
+            s_self = (q * k).sum(-1, keepdim=True) * scale                       # (B, H, S, 1)
+            a = torch.softmax(torch.cat([s_obs, s_self], dim=-1).float(), dim=-1).to(q.dtype)
+            y = a[..., :-1] @ v_obs + a[..., -1:] * v                            # (B, H, S, K)
+            x = x + layer.attention.merge(y)
+            x = layer.mlp_residual(x)
+        return self.energy_head(self.norm(x)).squeeze(-1)                        # (B, S)
+
+    # ------------------------------------------------------------------ thinking
+    def step_size(self, shape, randomize: bool):
+        """alpha clamped at alpha_min; randomised U[alpha/s, alpha*s] per (batch, position)."""
+        alpha = self.alpha.clamp(min=self.e.alpha_min)
+        s = self.e.alpha_random_scale
+        if randomize and s != 1.0:
+            u = torch.rand(shape[0], shape[1], 1, device=alpha.device)
+            alpha = alpha / s + u * (alpha * s - alpha / s)
+        return alpha
+
+    def think(self, tokens, steps: int, *, y0=None, learning: bool = False, randomize: bool = True,
+              noise: bool = True, final_energy: bool = False):
+        """Run `steps` optimisation steps from y0 (random if None).
+
+        learning=True builds the graphs the parameter gradient needs: the last step only
+        (second_order="truncated") or every step ("full"). Returns (logits after each
+        step [K x (B, S, V)], mean energy at each step's input [K] (+ the final one)).
+        """
+        e = self.e
+        B, S = tokens.shape
+        y = torch.randn(B, S, self.vocab_size, device=tokens.device) * e.init_std if y0 is None else y0
+        alpha = self.step_size((B, S), randomize)
+        shared = None if self.step_embeddings is not None else self.context(tokens)
+        logits, energies = [], []
+        with torch.enable_grad():
+            for k in range(steps):
+                kvs = shared if shared is not None else self.context(tokens, step=k)
+                keep = learning and (e.second_order == "full" or k == steps - 1)
+                if e.detach_between_steps or not learning:
+                    y = y.detach()
+                if not y.requires_grad:
+                    y = y.requires_grad_()       # y stays the leaf; p below is not (FlopCounterMode)
+                if noise and e.langevin_std > 0:
+                    y = y + torch.randn_like(y) * e.langevin_std
+                p = torch.softmax(y.float(), dim=-1).to(y.dtype)
+                E = self.energy(kvs, p)                                      # (B, S)
+                (g,) = torch.autograd.grad(E.sum(), p, create_graph=keep)
+                if not torch.isfinite(g).all():
+                    raise ThinkingDiverged(f"NaN/Inf in dE/dp at thinking step {k + 1}")
+                if e.grad_clamp > 0:
+                    lim = e.grad_clamp / self.alpha.detach().clamp(min=e.alpha_min)
+                    g = g.clamp(-lim, lim)
+                y = p - alpha * g
+                logits.append(y)
+                energies.append(E.detach().mean())
+            if final_energy:
+                kvs = shared if shared is not None else self.context(tokens, step=steps)
+                with torch.no_grad():
+                    energies.append(self.energy(kvs, torch.softmax(y.detach().float(), -1)).mean())
+        return logits, energies
+
+    # ------------------------------------------------------------------ losses
+    def train_steps(self) -> int:
+        """S2 draws the step count per batch in [steps, steps + random_extra_steps]."""
+        extra = self.e.random_extra_steps
+        return self.e.steps + (int(torch.randint(0, extra + 1, (1,))) if extra else 0)
+
+    def loss(self, inputs, targets, **_):
+        e = self.e
+        steps = self.train_steps()
+        y0, n_rep = self._replay_start(inputs, targets)
+        if n_rep:
+            inputs, targets = self._last_batch
+        logits, energies = self.think(inputs, steps, y0=y0, learning=True, randomize=True, noise=True)
+        ce = [F.cross_entropy(y.float().flatten(0, 1), targets.flatten()) for y in logits]
+        loss = ce[-1] if e.loss == "final" else torch.stack(ce).mean()
+        if e.replay_buffer:
+            self._replay_push(inputs[: inputs.shape[0] - n_rep], targets[: targets.shape[0] - n_rep],
+                              logits[-1][: inputs.shape[0] - n_rep].detach())
+        return loss, self._info(steps, energies)
+
+    def eval_loss(self, inputs, targets):
+        steps = self.e.eval_steps or (self.e.steps + self.e.random_extra_steps)
+        logits, energies = self.think(inputs, steps, learning=False, randomize=False, noise=True)
+        loss = F.cross_entropy(logits[-1].detach().float().flatten(0, 1), targets.flatten())
+        return loss, self._info(steps, energies)
+
+    def _info(self, steps, energies):
+        return {"ebt_steps": float(steps), "ebt_alpha": float(self.alpha.detach().clamp(min=self.e.alpha_min)),
+                "energy_first": float(energies[0]), "energy_last": float(energies[-1])}
+
+    def after_step(self):
+        with torch.no_grad():
+            self.alpha.clamp_(min=self.e.alpha_min)
+
+    # ------------------------------------------------------------------ replay buffer
+    def _replay_start(self, inputs, targets):
+        """With a replay buffer, the last `replay_fraction` of the batch is replaced by
+        stored sequences that resume from their stored final logits."""
+        e = self.e
+        if not e.replay_buffer or self._replay is None:
+            return None, 0
+        B = inputs.shape[0]
+        n_rep = min(int(B * e.replay_fraction), self._replay["inputs"].shape[0])
+        if n_rep == 0:
+            return None, 0
+        idx = torch.randperm(self._replay["inputs"].shape[0], device=inputs.device)[:n_rep]
+        fresh = B - n_rep
+        self._last_batch = (torch.cat([inputs[:fresh], self._replay["inputs"][idx]]),
+                            torch.cat([targets[:fresh], self._replay["targets"][idx]]))
+        y0 = torch.randn(B, inputs.shape[1], self.vocab_size, device=inputs.device) * e.init_std
+        y0[fresh:] = self._replay["logits"][idx].to(y0.dtype)
+        return y0, n_rep
+
+    def _replay_push(self, inputs, targets, logits):
+        new = {"inputs": inputs, "targets": targets, "logits": logits.float()}
+        if self._replay is None:
+            self._replay = new
+        else:
+            self._replay = {k: torch.cat([self._replay[k], v])[-self.e.replay_buffer:] for k, v in new.items()}
+
+    def extra_state(self) -> dict:
+        return {"replay": self._replay}
+
+    def load_extra_state(self, extra: dict) -> None:
+        self._replay = extra.get("replay")

@@ -1,0 +1,245 @@
+"""The fits as a tidy table (fits.csv), a Markdown report (report.md) and a stdout summary.
+
+fits.csv has one row per (sweep, axis, family, law, parameter) with the
+estimate and its 95% bootstrap interval, so a notebook can filter it without
+knowing the report's layout. report.md is for people: the paper-comparable
+scaling-rate table first, then per-axis tables with intervals, crossovers,
+extrapolations, and everything that was skipped and why.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TABLE_COLUMNS = ("sweep", "axis", "x_column", "family", "law", "parameter", "estimate",
+                 "ci_low", "ci_high", "n_points", "metric", "note")
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    v = float(v)
+    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+        return f"{v:.{digits - 1}e}"
+    return f"{v:.{digits}g}"
+
+
+def _ci(iv, digits: int = 4, scale: float = 1.0) -> str:
+    est = _fmt(iv.estimate * scale, digits)
+    if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+        return est
+    return f"{est} [{_fmt(iv.low * scale, digits)}, {_fmt(iv.high * scale, digits)}]"
+
+
+def _pct(iv) -> str:
+    if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+        return f"{iv.estimate * 100:+.2f}%"
+    return f"{iv.estimate * 100:+.2f}% [{iv.low * 100:+.1f}, {iv.high * 100:+.1f}]"
+
+
+# ---------------------------------------------------------------- fits.csv
+def fits_table(result) -> pd.DataFrame:
+    rows = []
+
+    def add(sweep, axis, x_column, family, law, name, iv, n, note=""):
+        rows.append({"sweep": sweep, "axis": axis, "x_column": x_column, "family": family, "law": law,
+                     "parameter": name, "estimate": iv.estimate, "ci_low": iv.low, "ci_high": iv.high,
+                     "n_points": n, "metric": result.metric, "note": note})
+
+    for f in result.fits:
+        for name, iv in f.line.intervals.items():
+            add(f.sweep, f.axis, f.x_column, f.family, "loglog", name, iv, f.line.n_points,
+                f"log10({result.metric}) = intercept + slope log10({f.x_column})")
+        if f.saturating is not None:
+            for name, iv in f.saturating.intervals.items():
+                add(f.sweep, f.axis, f.x_column, f.family, "saturating", name, iv, f.saturating.n_points,
+                    "loss = E + A x^-alpha (loss = ln ppl for perplexity metrics)")
+        for law, ivs in (("kaplan", f.kaplan), ("kaplan_offset", f.kaplan_offset)):
+            for name, iv in (ivs or {}).items():
+                add(f.sweep, f.axis, f.x_column, f.family, law, name, iv, f.line.n_points,
+                    "loss = E + (C_c / C)^alpha_C" if law == "kaplan_offset" else "loss = (C_c / C)^alpha_C")
+    x_col = {(f.sweep, f.axis): f.x_column for f in result.fits}
+    for c in result.comparisons:
+        xc = x_col.get((c.sweep, c.axis), "")
+        label = f"{c.family} vs {c.baseline}"
+        add(c.sweep, c.axis, xc, label, "comparison", "scaling_rate_gain", c.gain, 0,
+            "|slope_family| / |slope_baseline| - 1")
+        _nan = type(c.gain)(c.p_value, math.nan, math.nan)
+        add(c.sweep, c.axis, xc, label, "comparison", "p_value_no_difference", _nan, 0,
+            "two-sided bootstrap p-value for gain == 0")
+        add(c.sweep, c.axis, xc, label, "comparison", "crossover_x", c.crossover.x, 0,
+            c.crossover.statement)
+    for e in result.extrapolations:
+        add(e.sweep, e.axis, x_col.get((e.sweep, e.axis), ""), e.family, "extrapolation",
+            f"{result.metric}@{e.x:.6g}", e.value, 0, "inside measured range" if e.in_range else "extrapolated")
+    for key, ch in result.chinchilla.items():
+        for name, iv in ch.intervals.items():
+            add(key.split("/")[0] if "/" in key else "", "N,D", "n_params,total_tokens", key.split("/")[-1],
+                "chinchilla", name, iv, ch.n_points, "L = E + A/N^alpha + B/D^beta (Huber on log L)")
+    for label, iv in result.chinchilla_extrapolation.items():
+        add("", "N,D", "n_params,total_tokens", "chinchilla_points", "extrapolation", label, iv, 0, "")
+    for key, iso in result.isoflop.items():
+        for name in ("a", "k", "b", "k_prime"):
+            add(key.split("/")[0] if "/" in key else "", "isoflop", "flops", key.split("/")[-1], "isoflop",
+                name, getattr(iso, name), int(iso.budgets.size), "N* = k C^a, D* = k' C^b")
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+# ---------------------------------------------------------------- report.md
+def write_report(result, path: Path) -> None:
+    Path(path).write_text(report_markdown(result))
+
+
+def _axis_title(sweep: str, axis: str) -> str:
+    return f"{axis} (sweep `{sweep}`)" if sweep and sweep != axis else axis
+
+
+def report_markdown(result) -> str:
+    L = []
+    L.append("# Scaling-law fits\n")
+    L.append(f"- source: `{result.source}`")
+    L.append(f"- generated: {_dt.datetime.now().isoformat(timespec='seconds')}")
+    if result.fits or result.isoflop or not result.thinking.empty:
+        L.append(f"- metric: `{result.metric}`; rows: `{result.select}` evaluation of each trial "
+                 f"(kind=='final', status=='ok' unless select says otherwise)")
+        L.append(f"- {result.n_rows_read} rows read, {result.n_trials} trials fitted, "
+                 f"{result.n_failed} failed trial(s) left out")
+        L.append(f"- baseline family: `{result.baseline}`")
+    L.append(f"- intervals: 95% percentile bootstrap, {result.n_boot} resamples "
+             "(lines, Chinchilla, isoFLOP); points resampled by trial, within each x when "
+             "several seeds exist; families resampled independently")
+    L.append("")
+    if result.notes:
+        L.append("## Notes (what was skipped or dropped)\n")
+        L += [f"- {n}" for n in result.notes]
+        L.append("")
+    if result.comparisons:
+        L.append("## Scaling rate (the paper's comparison)\n")
+        L.append("Gain = |slope_family| / |slope_baseline| - 1 of the OLS lines of log10("
+                 f"{result.metric}) on log10(x); the EBT paper's percentages are this number "
+                 "(e.g. data 35.98%). p: bootstrap test of gain = 0.\n")
+        L.append("| axis | family | slope family | slope baseline | gain [95% CI] | p | crossover |")
+        L.append("|---|---|---|---|---|---|---|")
+        for c in result.comparisons:
+            cross = _fmt(c.crossover.x.estimate, 3) + (" (in range)" if c.crossover.in_range else " (extrapolated)")
+            L.append(f"| {_axis_title(c.sweep, c.axis)} | {c.family} | {_ci(c.slope_family)} | "
+                     f"{_ci(c.slope_baseline)} | {_pct(c.gain)} | {_fmt(c.p_value, 3)} | {cross} |")
+        L.append("")
+    by_axis: dict = {}
+    for f in result.fits:
+        by_axis.setdefault((f.sweep, f.axis), []).append(f)
+    for (sweep, axis), fits in by_axis.items():
+        L.append(f"## Axis: {_axis_title(sweep, axis)} (x = `{fits[0].x_column}`)\n")
+        L.append(f"Paper's line: log10({result.metric}) = intercept + slope * log10(x).\n")
+        L.append("| family | points | x range | slope [95% CI] | intercept [95% CI] | resampling |")
+        L.append("|---|---|---|---|---|---|")
+        for f in fits:
+            L.append(f"| {f.family} | {f.line.n_points} | {_fmt(f.x.min(), 3)} to {_fmt(f.x.max(), 3)} | "
+                     f"{_ci(f.line.intervals['slope'])} | {_ci(f.line.intervals['intercept'])} | "
+                     f"{f.line.resampling} |")
+        L.append("")
+        sats = [f for f in fits if f.saturating is not None]
+        if sats:
+            L.append("Saturating law on the loss: L = E + A x^-alpha (L = ln ppl for perplexities; "
+                     "a straight log-log line under-states the exponent as L nears E).\n")
+            L.append("| family | E | A | alpha | refits |")
+            L.append("|---|---|---|---|---|")
+            for f in sats:
+                s = f.saturating
+                L.append(f"| {f.family} | {_ci(s.intervals['E'])} | {_ci(s.intervals['A'])} | "
+                         f"{_ci(s.intervals['alpha'])} | {s.n_boot_ok} |")
+            L.append("")
+        kap = [f for f in fits if f.kaplan]
+        if kap:
+            L.append("Kaplan's compute law: L = (C_c/C)^alpha_C, and with an offset E.\n")
+            L.append("| family | alpha_C | C_c | offset form: E | alpha_C | C_c |")
+            L.append("|---|---|---|---|---|---|")
+            for f in kap:
+                o = f.kaplan_offset or {}
+                L.append(f"| {f.family} | {_ci(f.kaplan['alpha_C'])} | {_ci(f.kaplan['C_c'], 3)} | "
+                         + " | ".join(_ci(o[k], 3) if k in o else "n/a" for k in ("E", "alpha_C", "C_c")) + " |")
+            L.append("")
+        comps = [c for c in result.comparisons if (c.sweep, c.axis) == (sweep, axis)]
+        for c in comps:
+            L.append(f"- **{c.family} vs {c.baseline}**: scaling-rate gain {_pct(c.gain)}, "
+                     f"p = {_fmt(c.p_value, 3)}. {c.crossover.statement}. "
+                     f"{c.crossover.share_in_range * 100:.0f}% of bootstrap crossings fall in the measured range."
+                     if math.isfinite(c.crossover.share_in_range) else
+                     f"- **{c.family} vs {c.baseline}**: scaling-rate gain {_pct(c.gain)}. {c.crossover.statement}.")
+        ex = [e for e in result.extrapolations if (e.sweep, e.axis) == (sweep, axis)]
+        for e in ex:
+            L.append(f"- {e.family} at x = {_fmt(e.x, 4)}: {result.metric} = {_ci(e.value)} "
+                     f"({'interpolated' if e.in_range else 'extrapolated from the line'})")
+        L.append("")
+    if result.isoflop:
+        L.append("## IsoFLOP (compute-optimal allocation)\n")
+        L.append("Per budget a parabola of loss in log10 N gives N*; across budgets N* = k C^a, D* = k' C^b.\n")
+        L.append("| family | budgets | a | k | b | k' |")
+        L.append("|---|---|---|---|---|---|")
+        for key, iso in result.isoflop.items():
+            L.append(f"| {key} | {iso.budgets.size} | {_ci(iso.a)} | {_ci(iso.k, 3)} | {_ci(iso.b)} | "
+                     f"{_ci(iso.k_prime, 3)} |")
+        L.append("")
+    if result.chinchilla:
+        L.append("## Chinchilla law L(N, D) = E + A/N^alpha + B/D^beta\n")
+        L.append("Fitted as Epoch AI did: Huber loss (delta 1e-3) on log L, L-BFGS from variable-"
+                 "projection starts, tight tolerances; bootstrap over points.\n")
+        L.append("| fit | points | E | A | B | alpha | beta |")
+        L.append("|---|---|---|---|---|---|---|")
+        for key, ch in result.chinchilla.items():
+            iv = ch.intervals
+            L.append(f"| {key} | {ch.n_points} | " + " | ".join(_ci(iv[k]) for k in ("E", "A", "B", "alpha", "beta")) + " |")
+        L.append("")
+        if "chinchilla_points" in result.chinchilla:
+            L.append("Epoch AI (2024) for comparison: A 482.0 (285, 744), B 2085.4 (1042, 5810), "
+                     "E 1.817 (1.769, 1.871), alpha 0.3478 (0.317, 0.373), beta 0.3659 (0.331, 0.415).\n")
+        for label, iv in result.chinchilla_extrapolation.items():
+            L.append(f"- {label} = {_ci(iv)}")
+        L.append("")
+    if not result.thinking.empty:
+        t = result.thinking
+        L.append("## Thinking (System 2)\n")
+        L.append("Improvement = (metric at the fewest forward passes - best metric) / metric at the fewest.\n")
+        L.append("| family | eval set | ood ratio | 1-pass | best | at passes | improvement |")
+        L.append("|---|---|---|---|---|---|---|")
+        for _, r in t.iterrows():
+            L.append(f"| {r.family} | {r.eval_set} | {_fmt(r.ood_ratio, 3)} | {_fmt(r.metric_1pass)} | "
+                     f"{_fmt(r.metric_best)} | {int(r.best_passes)} | {r.improvement_pct:.2f}% |")
+        L.append("")
+    figs = [p for p in result.files if str(p).endswith(".pdf")]
+    if figs:
+        L.append("## Figures\n")
+        L += [f"- [{Path(p).name}]({Path(p).name}) (PNG copy beside it)" for p in figs]
+        L.append("")
+    return "\n".join(L)
+
+
+# ---------------------------------------------------------------- stdout
+def summary_text(result) -> str:
+    lines = [f"fit {result.source}: {len(result.fits)} line fit(s), {len(result.comparisons)} comparison(s)"]
+    for c in result.comparisons:
+        lines.append(f"  {c.axis:<6} {c.family} vs {c.baseline}: scaling-rate gain {_pct(c.gain)}, "
+                     f"p={_fmt(c.p_value, 3)}; crossover x={_fmt(c.crossover.x.estimate, 3)}"
+                     f"{' (in range)' if c.crossover.in_range else ' (outside measured range)'}")
+    if not result.comparisons:
+        for f in result.fits:
+            lines.append(f"  {f.axis:<6} {f.family}: slope {_ci(f.line.intervals['slope'])}")
+    for e in result.extrapolations:
+        lines.append(f"  {e.axis} {e.family} at {e.x:.3g}: {result.metric} {_ci(e.value)}")
+    for key, ch in result.chinchilla.items():
+        iv = ch.intervals
+        lines.append(f"  chinchilla {key}: " + ", ".join(f"{k}={_ci(iv[k])}" for k in ("E", "A", "B", "alpha", "beta")))
+    for label, iv in result.chinchilla_extrapolation.items():
+        lines.append(f"  {label} = {_ci(iv)}")
+    for key, iso in result.isoflop.items():
+        lines.append(f"  isoflop {key}: N* ~ C^{_ci(iso.a)}, D* ~ C^{_ci(iso.b)}")
+    if not result.thinking.empty:
+        lines.append(f"  thinking: {len(result.thinking)} family/eval-set rows")
+    if result.notes:
+        lines.append(f"  {len(result.notes)} note(s), e.g.: {result.notes[0]}")
+    lines.append(f"  wrote {len(result.files)} file(s) to {result.out}/ (report.md, fits.csv, figures)")
+    return "\n".join(lines)
