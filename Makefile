@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 # already on disk, else PyTorch's CPU index when no NVIDIA GPU is found, else PyPI (CUDA).
 TORCH_INDEX ?=
 
-.PHONY: venv demo test test-all bench clean slurm-up
+.PHONY: venv demo test test-slow test-all bench clean slurm-up
 
 $(VENV)/.installed: pyproject.toml scripts/install-torch.sh
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q -m "not slow and not slurm and not gpu"
+
+# The slow end-to-end tests and the Slurm tests (CI runs these after `make test`).
+test-slow: venv
+	$(PY) -m pytest -q -m "(slow or slurm) and not gpu" || [ $$? -eq 5 ]  # 5: none collected
 
 test-all: venv
 	$(PY) -m pytest -q -m "not gpu"
