@@ -1,0 +1,179 @@
+"""`plan(spec) -> list[Trial]`: expand a sweep spec into fully resolved training points.
+
+Pure: no files, no clocks, no hardware probes. For every point of the axis grid, every
+family and every seed: start from the spec's base config, set the family, apply the
+axis values, then the scaling rules (lr, batch, tokens from N), resolve and validate
+the config (config.py), and estimate FLOPs and wall time (flops.py).
+
+An isoFLOP axis (`flops: {budgets, sizes}`) gives, per budget and size, the token
+budget D = C / (training FLOPs per token of that family at that size), rounded to
+whole batches: at equal compute an EBT, costlier per token, sees fewer tokens.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from dataclasses import replace
+
+from ..config import Config, ConfigError, config_from_dict
+from ..flops import non_embedding_params, tpp_forward_flops_per_token, train_flops_per_token
+from .rules import RULES
+from .spec import AXES, AxisSize, SweepSpec
+from .trial import Trial
+
+# Vocabulary sizes of tokenizers the planner can cost without loading them.
+KNOWN_VOCAB = {"byte": 256, "EleutherAI/gpt-neox-20b": 50277, "gpt2": 50257}
+EST_OVERHEAD_S = 3.0      # per trial: start-up, data loading, first evaluation
+
+
+def plan(spec: SweepSpec) -> list[Trial]:
+    trials: list[Trial] = []
+    seen: set[str] = set()
+    for point in grid(spec):
+        for family in spec.families:
+            for seed in spec.seeds:
+                t = make_trial(spec, point, family, seed)
+                if t.id not in seen:        # two grid points that resolve alike train once
+                    seen.add(t.id)
+                    trials.append(t)
+    return trials
+
+
+def grid(spec: SweepSpec) -> list[dict]:
+    """The axis grid as a list of {axis: value}, in the spec's axis order (flops expands
+    to one point per (budget, size))."""
+    lists = []
+    for name in AXES:
+        if name not in spec.axes:
+            continue
+        if name == "flops":
+            budgets, sizes = spec.axes["flops"]
+            lists.append([{"flops": b, "size": s} for b in budgets for s in sizes])
+        else:
+            lists.append([{name: v} for v in spec.axes[name]])
+    points = []
+    for combo in itertools.product(*lists):
+        p: dict = {}
+        for part in combo:
+            p.update(part)
+        points.append(p)
+    return points
+
+
+def vocab_size(cfg: Config) -> int:
+    """The vocabulary the data will bring (train() fills it in; FLOPs need it now)."""
+    if cfg.model.vocab_size:
+        return cfg.model.vocab_size
+    if cfg.data.source == "markov":
+        return cfg.data.markov_vocab
+    if cfg.data.tokenizer in KNOWN_VOCAB:
+        return KNOWN_VOCAB[cfg.data.tokenizer]
+    raise ConfigError(f"data.tokenizer: the planner does not know the vocabulary of {cfg.data.tokenizer!r}; "
+                      "set base.model.vocab_size to it so FLOPs can be estimated")
+
+
+def make_trial(spec: SweepSpec, point: dict, family: str, seed: int) -> Trial:
+    label = " ".join(f"{k}={_show(v)}" for k, v in point.items()) or "base"
+    where = f"{spec.path}: trial {family} {label} seed {seed}"
+    d = copy.deepcopy(spec.base)
+    d.pop("seed", None)
+    d["seed"] = seed
+    d["name"] = f"{spec.name}-{family}-{label.replace(' ', '-').replace('=', '')}-s{seed}"
+    model = d.setdefault("model", {})
+    if family == "transformer_pp":
+        model["family"] = "transformer_pp"
+        d.pop("ebt", None)              # ignored by T++; kept out so it does not change the id
+    else:
+        model["family"] = "ebt"
+        d.setdefault("ebt", {})["preset"] = family
+    train = d.setdefault("train", {})
+    optim = d.setdefault("optim", {})
+    seq_len = int(d.get("data", {}).get("seq_len", 128))
+
+    size = point.get("size")
+    if isinstance(size, AxisSize):
+        for k in ("n_layers", "d_model", "n_heads"):
+            model.pop(k, None)
+        if size.size:
+            model["size"] = size.size
+        else:
+            model.update(size="", n_layers=size.n_layers, d_model=size.d_model, n_heads=size.n_heads)
+    if "depth" in point:
+        model["n_layers"] = point["depth"]
+    if "width" in point:
+        model["d_model"] = point["width"]
+        if spec.head_dim:
+            if point["width"] % spec.head_dim:
+                raise ConfigError(f"{spec.path}: axes.width: {point['width']} is not a multiple of "
+                                  f"head_dim {spec.head_dim}")
+            model["n_heads"] = point["width"] // spec.head_dim
+    if "batch_size" in point:
+        train["batch_size"] = point["batch_size"]
+    if "tokens" in point:
+        train.update(tokens=max(seq_len, _round_to(point["tokens"], seq_len)), steps=0)
+
+    cfg = _resolve(d, where)
+    n = non_embedding_params(cfg)
+    for kind, (rule, kwargs) in spec.rules.items():
+        if rule == "constant":
+            continue
+        value = RULES[kind][rule](n, **kwargs)
+        if kind == "lr":
+            optim["lr"] = float(value)
+        elif kind == "batch":
+            train["batch_size"] = int(value)
+        elif kind == "tokens":
+            bt = int(train.get("batch_size", cfg.train.batch_size)) * seq_len
+            train.update(tokens=max(bt, _round_up(value, bt)), steps=0)
+    cfg = _resolve(d, where)
+
+    if "flops" in point:   # isoFLOP: tokens from the budget and this family's cost per token
+        fpt = train_flops_per_token(_with_vocab(cfg))
+        bt = cfg.batch_tokens
+        tokens = max(bt, _round_to(point["flops"] / fpt, bt))
+        train.update(tokens=tokens, steps=0)
+        cfg = _resolve(d, where)
+    if cfg.train.checkpoint_every == 0:   # a killed or preempted trial loses at most ~10%
+        train["checkpoint_every"] = max(1, math.ceil(cfg.total_steps / 10))
+        cfg = _resolve(d, where)
+
+    flops, est = estimate(cfg, spec.est_flops_per_s)
+    shown = {k: _show(v) for k, v in point.items()}
+    return Trial(id=cfg.hash(), family=family, config=cfg, sweep=spec.name, seed=seed,
+                 resources=spec.resources, flops=flops, est_seconds=est, point=shown)
+
+
+def estimate(cfg: Config, flops_per_s: float) -> tuple[float, float]:
+    """(training FLOPs, estimated seconds). Seconds count training plus the evaluations
+    (forward only, about a third of a training step per token)."""
+    c = _with_vocab(cfg)
+    train_flops = train_flops_per_token(c) * cfg.total_tokens
+    n_evals = cfg.total_steps // cfg.train.eval_every + 1
+    eval_fwd = (train_flops_per_token(c) / 3) if cfg.is_ebt else tpp_forward_flops_per_token(c)
+    eval_flops = n_evals * cfg.train.eval_tokens * eval_fwd
+    return float(train_flops), EST_OVERHEAD_S + (train_flops + eval_flops) / flops_per_s
+
+
+def _with_vocab(cfg: Config) -> Config:
+    return replace(cfg, model=replace(cfg.model, vocab_size=vocab_size(cfg)))
+
+
+def _resolve(d: dict, where: str) -> Config:
+    return config_from_dict(copy.deepcopy(d), where)
+
+
+def _round_to(x: float, unit: int) -> int:
+    return int(round(x / unit)) * unit
+
+
+def _round_up(x: float, unit: int) -> int:
+    return int(math.ceil(x / unit)) * unit
+
+
+def _show(v):
+    if isinstance(v, AxisSize):
+        return v.label
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return v
