@@ -44,6 +44,9 @@ def bootstrap_p_value(draws) -> float:
     return float(min(1.0, 2.0 * min(below, above)))
 
 
+FAR_DECADES = 3.0   # a crossing further than this outside the measured range is reported as none
+
+
 @dataclass(frozen=True)
 class Crossover:
     """Where the family's line meets the baseline's (x in axis units)."""
@@ -103,7 +106,9 @@ def crossover(family, fit: LineFit, baseline, base: LineFit, x_family, x_baselin
     u_draws = _crossing_log10x(fit.intercept_draws[:n], fit.slope_draws[:n],
                                base.intercept_draws[:n], base.slope_draws[:n]) if n else np.full(0, np.nan)
     iv = percentile_interval(u_hat, u_draws)
-    x_iv = Interval(*(float(10 ** v) if np.isfinite(v) else float("nan") for v in (iv.estimate, iv.low, iv.high)))
+    with np.errstate(over="ignore"):
+        x_iv = Interval(*(float(np.power(10.0, v)) if np.isfinite(v) else float("nan")
+                          for v in (iv.estimate, iv.low, iv.high)))
     finite = u_draws[np.isfinite(u_draws)]
     share = float(np.mean((finite >= np.log10(lo)) & (finite <= np.log10(hi)))) if finite.size else float("nan")
     # the steeper (more negative) line is lower beyond the crossing
@@ -120,7 +125,13 @@ def crossover(family, fit: LineFit, baseline, base: LineFit, x_family, x_baselin
     else:
         x_txt = f"{x_iv.estimate:.3g} (95% CI {x_iv.low:.3g} to {x_iv.high:.3g})"
         in_range = lo <= x_iv.estimate <= hi
-        if in_range:
+        decades_out = max(np.log10(lo) - u_hat, u_hat - np.log10(hi), 0.0)
+        if decades_out > FAR_DECADES:
+            statement = (f"{family} and {baseline} do not cross in the measured range {rng_txt} "
+                         f"({better_mid} is better there); the lines are so nearly parallel that they "
+                         f"would meet only {decades_out:.0f} decades outside it (x = {x_iv.estimate:.3g}), "
+                         "which is no meaningful crossing")
+        elif in_range:
             statement = (f"{family} and {baseline} cross at x = {x_txt}, inside the measured range {rng_txt}; "
                          f"beyond it {lower_beyond} is better")
         else:

@@ -83,10 +83,11 @@ def _log_ticks(ax, which: str = "y"):
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     axis = ax.yaxis if which == "y" else ax.xaxis
     lo, hi = ax.get_ylim() if which == "y" else ax.get_xlim()
-    if hi / lo < 30:   # narrow ranges (perplexity 30-60): label 1-2-5 steps in plain numbers
-        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    if hi / lo < 300:   # narrow ranges (perplexity 30-60, 2-24 layers): plain 1-2-5 labels
+        subs = (1.0, 2.0, 3.0, 5.0) if hi / lo < 30 else (1.0, 2.0, 5.0)
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_minor_formatter(NullFormatter())
+    axis.set_minor_formatter(NullFormatter())
 
 
 # ---------------------------------------------------------------- one axis
@@ -131,6 +132,7 @@ def _draw_axis(ax, fits, comps, extraps, metric: str, families: list[str], annot
     ax.set_xlabel(AXIS_LABELS.get(fits[0].axis, fits[0].x_column))
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     _log_ticks(ax, "y")
+    _log_ticks(ax, "x")
     if annotate and comps:
         text = "\n".join(
             f"{family_style(c.family, families)[2]}: {c.gain.estimate * 100:+.1f}%"

@@ -41,6 +41,16 @@ def _pct(iv) -> str:
     return f"{iv.estimate * 100:+.2f}% [{iv.low * 100:+.1f}, {iv.high * 100:+.1f}]"
 
 
+def _cross_cell(cr) -> str:
+    x = cr.x.estimate
+    if not math.isfinite(x):
+        return "none (parallel)"
+    lo, hi = cr.x_range
+    if max(math.log10(lo) - math.log10(x), math.log10(x) - math.log10(hi)) > 3:
+        return "none near range"
+    return _fmt(x, 3) + (" (in range)" if cr.in_range else " (extrapolated)")
+
+
 # ---------------------------------------------------------------- fits.csv
 def fits_table(result) -> pd.DataFrame:
     rows = []
@@ -110,8 +120,9 @@ def report_markdown(result) -> str:
                  f"{result.n_failed} failed trial(s) left out")
         L.append(f"- baseline family: `{result.baseline}`")
     L.append(f"- intervals: 95% percentile bootstrap, {result.n_boot} resamples "
-             "(lines, Chinchilla, isoFLOP); points resampled by trial, within each x when "
-             "several seeds exist; families resampled independently")
+             "(lines, Chinchilla, isoFLOP), saturating fits fewer (see the refits column); "
+             "trials resampled as units (all rows of a trial together, each seed its own trial); "
+             "families resampled independently")
     L.append("")
     if result.notes:
         L.append("## Notes (what was skipped or dropped)\n")
@@ -125,7 +136,7 @@ def report_markdown(result) -> str:
         L.append("| axis | family | slope family | slope baseline | gain [95% CI] | p | crossover |")
         L.append("|---|---|---|---|---|---|---|")
         for c in result.comparisons:
-            cross = _fmt(c.crossover.x.estimate, 3) + (" (in range)" if c.crossover.in_range else " (extrapolated)")
+            cross = _cross_cell(c.crossover)
             L.append(f"| {_axis_title(c.sweep, c.axis)} | {c.family} | {_ci(c.slope_family)} | "
                      f"{_ci(c.slope_baseline)} | {_pct(c.gain)} | {_fmt(c.p_value, 3)} | {cross} |")
         L.append("")
@@ -223,8 +234,7 @@ def summary_text(result) -> str:
     lines = [f"fit {result.source}: {len(result.fits)} line fit(s), {len(result.comparisons)} comparison(s)"]
     for c in result.comparisons:
         lines.append(f"  {c.axis:<6} {c.family} vs {c.baseline}: scaling-rate gain {_pct(c.gain)}, "
-                     f"p={_fmt(c.p_value, 3)}; crossover x={_fmt(c.crossover.x.estimate, 3)}"
-                     f"{' (in range)' if c.crossover.in_range else ' (outside measured range)'}")
+                     f"p={_fmt(c.p_value, 3)}; crossover {_cross_cell(c.crossover)}")
     if not result.comparisons:
         for f in result.fits:
             lines.append(f"  {f.axis:<6} {f.family}: slope {_ci(f.line.intervals['slope'])}")
