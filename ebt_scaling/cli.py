@@ -56,6 +56,32 @@ def _fit(args) -> int:
     return 0
 
 
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated integers like 1,2,3, got {text!r}") from None
+
+
+def _think(args) -> int:
+    from .results.store import write_rows_atomic
+    from .train.think import load_point, system2
+
+    cfg, model = load_point(args.checkpoint)
+    rows, tokens = system2(cfg, model, sets=args.sets.split(","), steps=_ints(args.steps),
+                           candidates=_ints(args.candidates), verify_steps=args.verify_steps,
+                           n_tokens=args.tokens, seed=args.seed)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "think.parquet"
+    write_rows_atomic(rows, out)
+    if tokens is not None:
+        tokens.to_parquet(out.with_name(out.stem + "-tokens.parquet"), index=False)
+    print(f"{cfg.family_name}: {len(rows)} think rows -> {out}")
+    for r in rows:
+        print(f"  {r.eval_set:11s} steps={r.think_steps:2d} N={r.n_candidates:2d} passes={r.forward_passes:3d} "
+              f"ppl={r.val_ppl:8.3f} ood_ratio={r.ood_ratio:.2f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ebt-sweep", description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-dir", help="save/resume checkpoints here")
     t.set_defaults(func=_train)
 
+    k = sub.add_parser("think", help="System-2 evaluation of a trained point (thinking longer, best-of-N)")
+    k.add_argument("checkpoint", help="a point's checkpoint (train --checkpoint-dir DIR writes DIR/last.pt)")
+    k.add_argument("--steps", default="1,2,3,6,15,30", help="thinking steps to report (default 1,2,3,6,15,30)")
+    k.add_argument("--candidates", default="1,2,5,10", help="best-of-N values (default 1,2,5,10)")
+    k.add_argument("--verify-steps", type=int, help="steps per candidate (default: the point's eval steps)")
+    k.add_argument("--sets", default="val,ood:dyck,ood:arith,ood:python",
+                   help="evaluation sets: val, ood:dyck, ood:arith, ood:python, hf:DATASET[:CONFIG]:COLUMN")
+    k.add_argument("--tokens", type=int, default=4096, help="tokens per set (default 4096)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--out", help="parquet file for the rows (default: think.parquet beside the checkpoint)")
+    k.set_defaults(func=_think)
+
     f = sub.add_parser("fit", help="fit scaling laws to results and write the report and figures")
     f.add_argument("source", help="results folder, a parquet file, or a CSV")
     f.add_argument("--out", default="analysis", help="output folder (default: analysis/)")
@@ -79,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report the loss each family's law predicts at this scale, e.g. params=1e9")
     f.set_defaults(func=_fit)
 
+    from .execute.cli import register as _register_sweep; _register_sweep(sub)
     return p
 
 

@@ -31,6 +31,11 @@ from ..flops import ebt_max_steps
 from .layers import Block, RMSNorm, init_weights, rope_tables
 
 
+def softmax32(x, dim=-1):
+    """Softmax in at least fp32 (bf16/fp16 are upcast; fp64 stays fp64 for gradcheck)."""
+    return torch.softmax(x, dim=dim, dtype=torch.promote_types(x.dtype, torch.float32)).to(x.dtype)
+
+
 class ThinkingDiverged(RuntimeError):
     """NaN or Inf in the thinking gradient."""
 
@@ -91,7 +96,7 @@ class EBT(nn.Module):
             s_obs = (q @ k_obs.transpose(-1, -2)) * scale                        # (B, H, S, S_o)
             s_obs = s_obs.masked_fill(~seen, float("-inf"))
             s_self = (q * k).sum(-1, keepdim=True) * scale                       # (B, H, S, 1)
-            a = torch.softmax(torch.cat([s_obs, s_self], dim=-1).float(), dim=-1).to(q.dtype)
+            a = softmax32(torch.cat([s_obs, s_self], dim=-1))
             y = a[..., :-1] @ v_obs + a[..., -1:] * v                            # (B, H, S, K)
             x = x + layer.attention.merge(y)
             x = layer.mlp_residual(x)
@@ -131,7 +136,7 @@ class EBT(nn.Module):
                     y = y.requires_grad_()       # y stays the leaf; p below is not (FlopCounterMode)
                 if noise and e.langevin_std > 0:
                     y = y + torch.randn_like(y) * e.langevin_std
-                p = torch.softmax(y.float(), dim=-1).to(y.dtype)
+                p = softmax32(y)
                 E = self.energy(kvs, p)                                      # (B, S)
                 (g,) = torch.autograd.grad(E.sum(), p, create_graph=keep)
                 if not torch.isfinite(g).all():
@@ -145,7 +150,7 @@ class EBT(nn.Module):
             if final_energy:
                 kvs = shared if shared is not None else self.context(tokens, step=steps)
                 with torch.no_grad():
-                    energies.append(self.energy(kvs, torch.softmax(y.detach().float(), -1)).mean())
+                    energies.append(self.energy(kvs, softmax32(y.detach())).mean())
         return logits, energies
 
     # ------------------------------------------------------------------ losses
@@ -213,3 +218,9 @@ class EBT(nn.Module):
 
     def load_extra_state(self, extra: dict) -> None:
         self._replay = extra.get("replay")
+
+    @torch.no_grad()
+    def energy_map(self, tokens, logits, step: int):
+        """Per-position energies (B, S) of softmax(logits): the verifier's score."""
+        kvs = self.context(tokens, step=step if self.step_embeddings is not None else None)
+        return self.energy(kvs, softmax32(logits))

@@ -19,8 +19,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        # compute the norm in fp32 even under autocast, as Llama does
-        xf = x.float()
+        # compute the norm in (at least) fp32 even under autocast, as Llama does
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))
         y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return y.type_as(x) * self.weight
 

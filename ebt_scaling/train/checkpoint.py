@@ -9,11 +9,12 @@ from pathlib import Path
 import torch
 
 
-def save(path: Path, model, opt, step: int, extra: dict | None = None) -> None:
+def save(path: Path, model, opt, step: int, extra: dict | None = None, config: dict | None = None) -> None:
+    """`config` (Config.to_dict()) lets `ebt-sweep think` rebuild the model later."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-                "extra": extra or {}}, tmp)
+                "extra": extra or {}, "config": config}, tmp)
     os.replace(tmp, path)
 
 

@@ -186,7 +186,8 @@ def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
             model.train()
         if ckpt_path and (done or (cfg.train.checkpoint_every and (step + 1) % cfg.train.checkpoint_every == 0)):
             checkpoint.save(ckpt_path, model, opt, step + 1,
-                            model.extra_state() if hasattr(model, "extra_state") else None)
+                            model.extra_state() if hasattr(model, "extra_state") else None,
+                            config=cfg.to_dict())
     ev = run_eval("final")
     return Summary(base["trial_id"], "ok", steps=state["step"], tokens=state["tokens"],
                    flops=state["flops"], val_loss=ev["loss"], val_ppl=math.exp(min(ev["loss"], 50.0)),
