@@ -75,7 +75,7 @@ def vocab_size(cfg: Config) -> int:
 
 def make_trial(spec: SweepSpec, point: dict, family: str, seed: int) -> Trial:
     label = " ".join(f"{k}={_show(v)}" for k, v in point.items()) or "base"
-    where = f"{spec.path}: trial {family} {label} seed {seed}"
+    where = f"{spec.path} [trial {family} {label} seed {seed}] base"
     d = copy.deepcopy(spec.base)
     d.pop("seed", None)
     d["seed"] = seed
@@ -113,6 +113,8 @@ def make_trial(spec: SweepSpec, point: dict, family: str, seed: int) -> Trial:
     if "tokens" in point:
         train.update(tokens=max(seq_len, _round_to(point["tokens"], seq_len)), steps=0)
 
+    if ("flops" in point or spec.rules["tokens"][0] != "constant") and not (train.get("tokens") or train.get("steps")):
+        train["tokens"] = seq_len       # a placeholder until the budget is known (below)
     cfg = _resolve(d, where)
     n = non_embedding_params(cfg)
     for kind, (rule, kwargs) in spec.rules.items():

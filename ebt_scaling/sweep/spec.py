@@ -236,7 +236,8 @@ def _number(v, s: str, key: str, integer: bool = False, positive: bool = True):
         v = int(v) if ok else v
     if not ok or (positive and v <= 0):
         kind = "a positive integer" if integer else "a positive number"
-        raise ConfigError(f"{s}: {key}: expected {kind}, got {v!r}")
+        hint = " (YAML reads 1e9 as text: write 1.0e+9)" if isinstance(v, str) and "e" in v.lower() else ""
+        raise ConfigError(f"{s}: {key}: expected {kind}, got {v!r}{hint}")
     return v
 
 
