@@ -508,7 +508,29 @@ class LineFit:
     resampling: str
 
 
-def fit_line(x, y, *, n_boot: int = 1000, rng: np.random.Generator, units=None) -> LineFit:
+def expansion_factor(n_units: int, n_params: int = 2, level: float = CI_LEVEL) -> float:
+    """Hesterberg's "expanded percentile" factor: sqrt(n/(n-p)) * t_{n-p} / z.
+
+    A percentile bootstrap of a regression on few points is too narrow: it
+    divides residual spread by n instead of n - p and uses normal tails where
+    Student's t applies. Stretching the draws about the estimate by this
+    factor fixes both to first order (Hesterberg, "What teachers should know
+    about the bootstrap", The American Statistician 2015). Measured here on
+    planted lines (600 draws each): plain percentile coverage 0.89-0.93 for
+    4-20 points; expanded 0.99 (4), 0.98 (5), 0.96 (8), 0.935 (12), 0.93 (20),
+    i.e. conservative exactly where the paper's 3-5 point lines sit.
+    """
+    from scipy.stats import norm, t
+
+    df = n_units - n_params
+    if df < 1:
+        return float("nan")
+    q = 0.5 + level / 2
+    return float(np.sqrt(n_units / df) * t.ppf(q, df) / norm.ppf(q))
+
+
+def fit_line(x, y, *, n_boot: int = 1000, rng: np.random.Generator, units=None,
+             expand: bool = True) -> LineFit:
     """OLS log-log line with bootstrap intervals, resampling the right units.
 
     units: a label per point (the trial id): rows sharing one are resampled
@@ -517,7 +539,11 @@ def fit_line(x, y, *, n_boot: int = 1000, rng: np.random.Generator, units=None) 
     separate trials, so they are resampled as independent units; resampling
     within each x value instead would keep the design but, with k seeds,
     shrinks the variance by (k-1)/k (a third too little for 3 seeds), which
-    gave visibly narrow intervals in the benchmark. Intervals need >= 3 distinct x
+    gave visibly narrow intervals in the benchmark.
+
+    expand: stretch the draws about the estimate by `expansion_factor` (the
+    stored draws are the stretched ones, so gains, crossovers and bands built
+    from them inherit the correction). Intervals need >= 3 distinct x
     values: with two, every draw is the same line and the interval would
     claim a certainty the data do not have, so it is left NaN.
     """
@@ -531,6 +557,11 @@ def fit_line(x, y, *, n_boot: int = 1000, rng: np.random.Generator, units=None) 
         weights = bootstrap_weights(n_boot, rng, units=units, x=x, min_distinct=2, n_points=x.size)
         resampling = "trials" if np.unique(units).size == x.size else "trials (all rows of a trial together)"
         slope_draws, intercept_draws = bootstrap_loglog(x, y, weights)
+        if expand:
+            c = expansion_factor(int(np.unique(units).size))
+            slope_draws = line.slope + c * (slope_draws - line.slope)
+            intercept_draws = line.intercept + c * (intercept_draws - line.intercept)
+            resampling += f", expanded x{c:.2f}"
     intervals = {"slope": percentile_interval(line.slope, slope_draws),
                  "intercept": percentile_interval(line.intercept, intercept_draws)}
     return LineFit(line=line, intervals=intervals, slope_draws=slope_draws,

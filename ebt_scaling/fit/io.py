@@ -163,7 +163,7 @@ def select_points(table: Table, metric: str = "val_ppl", select: str = "final") 
     if select != "final":
         chosen = _one_per_trial(chosen, metric, select)
     if "eval_set" in chosen.columns:
-        sets = chosen["eval_set"].fillna("").astype(str)
+        sets = text_column(chosen["eval_set"])
         if sets.nunique() > 1:
             keep = sets.isin(["", "val"])
             notes.append(f"final rows cover eval sets {sorted(set(sets))}; fitting the "
@@ -182,12 +182,17 @@ def select_points(table: Table, metric: str = "val_ppl", select: str = "final") 
     chosen = chosen.copy()
     for col in ("sweep", "family"):
         if col in chosen.columns:
-            chosen[col] = chosen[col].fillna("").astype(str)
+            chosen[col] = text_column(chosen[col])
     if "sweep" not in chosen.columns:
         chosen["sweep"] = ""
     return Selection(points=chosen.reset_index(drop=True), notes=tuple(notes),
                      n_rows_read=len(frame), n_trials=int(chosen["trial_id"].nunique()),
                      n_failed=n_failed)
+
+
+def text_column(series: pd.Series) -> pd.Series:
+    """A string column with "" for missing: CSV readers turn empty strings into NaN floats."""
+    return series.astype(object).where(series.notna(), "").astype(str)
 
 
 def _one_per_trial(rows: pd.DataFrame, metric: str, select: str) -> pd.DataFrame:

@@ -184,7 +184,7 @@ def thinking_figures(think, table, metric: str, families: list[str], out: Path) 
     think = think.copy()
     if metric not in think.columns or think[metric].isna().all():
         metric = "val_ppl"
-    think["eval_set"] = think["eval_set"].fillna("").replace("", "val")
+    think["eval_set"] = think["eval_set"].astype(object).where(think["eval_set"].notna(), "").astype(str).replace("", "val")
     fp = think["forward_passes"].where(think["forward_passes"] > 0,
                                       think["think_steps"].clip(lower=1) * think["n_candidates"].clip(lower=1))
     think["forward_passes"] = fp

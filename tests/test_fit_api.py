@@ -1,0 +1,163 @@
+"""run_fit end to end on real parquet files in the row schema: files, axes, report, figures."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ebt_scaling.fit import run_fit
+from ebt_scaling.fit.io import plan_axes
+from ebt_scaling.results.schema import COLUMNS, Row, arrow_schema
+
+X = {"data": [1e8, 2e8, 4e8, 8e8, 1.6e9], "depth": [2, 4, 6, 12, 24]}
+COL = {"data": "total_tokens", "depth": "n_layers"}
+SLOPES = {"transformer_pp": -0.1, "ebt_s1": -0.13598}
+
+
+def rows_for(sweep, family, xs, *, slope, seed=0, noise=0.003, status="ok", sweep_name=None):
+    rng = np.random.default_rng(abs(hash((sweep, family, seed))) % 2**32)
+    out = []
+    for i, x in enumerate(xs):
+        ppl = 10 ** (2.6 + 0.2 * (family != "transformer_pp") + slope * np.log10(x) + rng.normal(0, noise))
+        base = dict(trial_id=f"{sweep}-{family}-{i}-{seed}", family=family, sweep=sweep if sweep_name is None else sweep_name,
+                    seed=seed, n_layers=6, d_model=384, batch_tokens=32768, total_tokens=int(4e8),
+                    total_steps=1000, n_params=6_180_000)
+        base[COL.get(sweep, "total_tokens")] = int(x)
+        base["flops"] = 6.0 * base["n_params"] * base["total_tokens"]
+        out.append(Row(kind="train", step=10, val_ppl=ppl * 3, status=status, **base).asdict())
+        if status == "ok":
+            out.append(Row(kind="final", step=1000, val_ppl=ppl, val_loss=np.log(ppl), **base).asdict())
+        else:
+            out.append(Row(kind="final", step=1000, status="failed", error="diverged", **base).asdict())
+    return out
+
+
+def write(rows, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    pq.write_table(pa.Table.from_pandas(frame, schema=arrow_schema(), preserve_index=False), path)
+    return path
+
+
+def think_rows():
+    rows = []
+    for fam in ("transformer_pp", "ebt_s2"):
+        for eval_set, ood in (("val", 1.0), ("ood:dyck", 4.0)):
+            for steps in (1, 2, 4):
+                gain = 0 if fam == "transformer_pp" else 0.05 * ood * (1 - 1 / steps)
+                rows.append(Row(trial_id=f"think-{fam}", family=fam, kind="think", sweep="thinking",
+                                eval_set=eval_set, think_steps=steps, n_candidates=1, forward_passes=steps,
+                                ood_ratio=ood, val_ppl=30 * ood * (1 - gain)).asdict())
+    return rows
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    for sweep in ("data", "depth"):
+        rows = []
+        for fam, slope in SLOPES.items():
+            rows += rows_for(sweep, fam, X[sweep], slope=slope)
+        write(rows, root / sweep / "part-0.parquet")
+    write(think_rows(), root / "thinking.parquet")
+    return root
+
+
+@pytest.fixture(scope="module")
+def result(results_dir, tmp_path_factory):
+    return run_fit(results_dir, tmp_path_factory.mktemp("analysis"), n_boot=300, n_boot_saturating=50,
+                   extrapolate={"data": 1e10})
+
+
+def test_fits_every_swept_axis_and_compares_families(result):
+    assert {(f.axis, f.family) for f in result.fits} == {
+        (a, fam) for a in ("data", "depth") for fam in SLOPES}
+    comp = {c.axis: c for c in result.comparisons}
+    assert set(comp) == {"data", "depth"}
+    assert comp["data"].family == "ebt_s1" and comp["data"].baseline == "transformer_pp"
+    assert comp["data"].gain.contains(0.3598)
+    assert comp["data"].gain.estimate == pytest.approx(0.3598, abs=0.06)
+    assert comp["data"].p_value < 0.05
+    ex = [e for e in result.extrapolations if e.family == "transformer_pp"][0]
+    assert ex.value.contains(10 ** (2.6 - 0.1 * 10))
+
+
+def test_writes_table_report_and_figures(result):
+    out = result.out
+    table = pd.read_csv(out / "fits.csv")
+    assert {"sweep", "axis", "family", "law", "parameter", "estimate", "ci_low", "ci_high"} <= set(table.columns)
+    assert set(table["law"]) >= {"loglog", "saturating", "comparison", "extrapolation"}
+    report = (out / "report.md").read_text()
+    for text in ("Scaling rate", "Axis: data", "Axis: depth", "Thinking", "crossing", "fit_data.pdf"):
+        assert text in report, text
+    for name in ("fit_data", "fit_depth", "fit_all", "thinking_passes", "thinking_ood"):
+        assert (out / f"{name}.pdf").exists() and (out / f"{name}.png").exists(), name
+    assert "scaling-rate gain" in result.summary()
+
+
+def test_pdfs_are_vector_with_embedded_truetype_fonts(result):
+    pdf = (result.out / "fit_data.pdf").read_bytes()
+    assert b"/FontFile2" in pdf          # TrueType embedded (pdf.fonttype 42)
+    assert b"/Type3" not in pdf
+    assert b"/Subtype /Image" not in pdf  # drawn, not a raster
+
+
+def test_thinking_table(result):
+    t = result.thinking.set_index(["family", "eval_set"])
+    assert t.loc[("ebt_s2", "ood:dyck"), "improvement_pct"] == pytest.approx(15.0)
+    assert t.loc[("transformer_pp", "val"), "improvement_pct"] == pytest.approx(0.0)
+
+
+def test_single_parquet_and_csv_inputs(results_dir, tmp_path):
+    one = results_dir / "data" / "part-0.parquet"
+    res = run_fit(one, tmp_path / "a", n_boot=50, figures=False)
+    assert {f.axis for f in res.fits} == {"data"}
+    csv = tmp_path / "rows.csv"
+    pd.read_parquet(one).to_csv(csv, index=False)
+    res_csv = run_fit(csv, tmp_path / "b", n_boot=50, figures=False)
+    assert res_csv.fits[0].line.line.slope == pytest.approx(res.fits[0].line.line.slope)
+
+
+def test_axis_detection_without_sweep_names(tmp_path):
+    rows = []
+    for fam, slope in SLOPES.items():
+        rows += rows_for("depth", fam, X["depth"], slope=slope, sweep_name="")
+    res = run_fit(write(rows, tmp_path / "r.parquet"), tmp_path / "out", n_boot=50, figures=False)
+    assert {f.axis for f in res.fits} == {"depth"}   # n_params and flops would vary in a real depth sweep too
+
+
+def test_plan_axes_discounts_consequences():
+    pts = pd.DataFrame({"sweep": "", "family": "t", "n_layers": [2, 4, 8], "d_model": 64,
+                        "n_params": [1, 2, 4], "flops": [1.0, 2, 4], "total_tokens": 10,
+                        "batch_tokens": 5, "total_steps": 3})
+    plans, notes = plan_axes(pts)
+    assert [p.axis for p in plans] == ["depth"] and not notes
+    pts["d_model"] = [64, 128, 256]
+    plans, _ = plan_axes(pts)
+    assert [p.axis for p in plans] == ["params", "flops"]
+    plans, _ = plan_axes(pts.assign(sweep="width_scaling"))
+    assert [p.axis for p in plans] == ["width"]
+
+
+def test_requested_axes_override_detection(results_dir, tmp_path):
+    res = run_fit(results_dir / "data", tmp_path, n_boot=50, axes=["flops"], figures=False)
+    assert {f.axis for f in res.fits} == {"flops"}
+    assert all(f.kaplan is not None for f in res.fits)
+
+
+def test_select_last_uses_last_eval_row(results_dir, tmp_path):
+    res = run_fit(results_dir / "data", tmp_path, n_boot=0, select="last", figures=False)
+    assert res.n_trials == 10
+
+
+def test_seeds_resampled_as_trials(tmp_path):
+    rows = []
+    for seed in range(3):
+        for fam, slope in SLOPES.items():
+            rows += rows_for("data", fam, X["data"], slope=slope, seed=seed)
+    res = run_fit(write(rows, tmp_path / "r.parquet"), tmp_path / "o", n_boot=200, figures=False)
+    assert all(f.line.n_points == 15 for f in res.fits)
+    assert all("trials" in f.line.resampling for f in res.fits)
