@@ -339,9 +339,10 @@ def write_plan(layout: Layout, trials: list[Trial], spec_path: str, scale: str) 
 
 
 def launch(trials: list[Trial], executor: Executor, root: str | os.PathLike, max_retries: int = 2,
-           progress_every: float = 10.0, out=sys.stdout, poll: float = 2.0, spec_path: str = "",
+           progress_every: float = 10.0, out=None, poll: float = 2.0, spec_path: str = "",
            scale: str = "") -> dict:
     """Run rounds until every trial is done or out of attempts; returns the counts."""
+    out = out or sys.stdout
     if not trials:
         print("nothing to run: the plan is empty", file=out)
         return {"done": 0, "failed": 0, "pending": 0, "total": 0}

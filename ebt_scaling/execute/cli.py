@@ -50,7 +50,8 @@ def _scale_arg(p) -> None:
                         "auto (paper when a CUDA GPU is present, else cpu; default)")
 
 
-def load(spec_path: str, scale: str, out=sys.stdout):
+def load(spec_path: str, scale: str, out=None):
+    out = out or sys.stdout
     from ..sweep import load_spec, plan, resolve_scale
     if scale == "auto":
         import torch
@@ -61,7 +62,8 @@ def load(spec_path: str, scale: str, out=sys.stdout):
 
 
 # --------------------------------------------------------------------------- plan
-def cmd_plan(args, out=sys.stdout) -> int:
+def cmd_plan(args, out=None) -> int:
+    out = out or sys.stdout
     from ..flops import non_embedding_params
     spec, trials = load(args.spec, args.scale, out)
     print(f"sweep {spec.name} (x: {spec.x}, scale: {spec.scale or '-'}): {len(trials)} trials, "
@@ -81,7 +83,8 @@ def cmd_plan(args, out=sys.stdout) -> int:
 
 
 # --------------------------------------------------------------------------- launch
-def cmd_launch(args, out=sys.stdout) -> int:
+def cmd_launch(args, out=None) -> int:
+    out = out or sys.stdout
     from .base import launch
     spec, trials = load(args.spec, args.scale, out)
     if args.max_retries < 0:
@@ -111,7 +114,8 @@ def make_executor(args, spec, trials):
 
 
 # --------------------------------------------------------------------------- status
-def cmd_status(args, out=sys.stdout) -> int:
+def cmd_status(args, out=None) -> int:
+    out = out or sys.stdout
     from .base import Layout, read_json, read_manifest, trial_state
     target = Path(args.target)
     if target.is_file():

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from ..sweep.trial import Trial
-from .base import Executor, Layout, record_death, run_trial, signal_name, write_json_atomic
+from .base import (DONE, Executor, Layout, is_locked, parquet_state, record_death, run_trial, signal_name,
+                   write_json_atomic)
 
 
 class LocalExecutor(Executor):
@@ -37,6 +38,9 @@ class LocalExecutor(Executor):
             while queue or running:
                 while queue and len(running) < self.parallelism:
                     t = queue.pop(0)
+                    layout = Layout(root, t.sweep)
+                    if is_locked(layout.lock(t.id)) or parquet_state(layout.parquet(t.id))[0] == DONE:
+                        continue      # another launcher has it (or just finished it): no process needed
                     running.append((t, self._spawn(t, root, max_attempts)))
                 still = []
                 for t, p in running:

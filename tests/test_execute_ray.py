@@ -1,0 +1,44 @@
+"""The Ray backend on a real local cluster (started once per test session)."""
+import pytest
+
+from ebt_scaling.execute.base import Layout, launch, read_manifest
+from ebt_scaling.execute.ray_tune import RayExecutor, fractional_pack
+from ebt_scaling.results.store import read_results
+from ebt_scaling.sweep import plan
+from ebt_scaling.sweep.spec import spec_from_dict
+
+from test_execute_local import assert_no_duplicates, spec_dict
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024 ** 2,
+                 log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_runs_skips_done_and_records_failures(ray_cluster, tmp_path, capsys):
+    ok = plan(spec_from_dict(spec_dict(depths=(1, 2), families=("transformer_pp", "ebt_s2"))))
+    bad = plan(spec_from_dict(spec_dict(depths=(3,), train={"fail_at_step": 2})))
+    ex = RayExecutor(trials=ok + bad)
+    counts = launch(ok + bad, ex, tmp_path, max_retries=1, progress_every=60)
+    assert counts == {"done": 4, "failed": 1, "pending": 0, "total": 5}
+    assert ray_cluster.is_initialized()          # the session's cluster is reused, not shut down
+    df = read_results(tmp_path / "depth")
+    f = df[df["kind"] == "final"]
+    assert len(f) == 5 and set(f["family"]) == {"transformer_pp", "ebt_s2"}
+    m = read_manifest(Layout(tmp_path, "depth"))
+    assert m[bad[0].id]["attempts"] == 2 and "step 2" in m[bad[0].id]["error"]
+    assert_no_duplicates(tmp_path)
+    launch(ok + bad, RayExecutor(), tmp_path, max_retries=1, progress_every=60)   # nothing left to do
+    m2 = read_manifest(Layout(tmp_path, "depth"))
+    assert {k: v["attempts"] for k, v in m.items()} == {k: v["attempts"] for k, v in m2.items()}
+
+
+def test_fractional_gpus_pack():
+    assert fractional_pack(0.25) == 4 and fractional_pack(0.5) == 2 and fractional_pack(1) == 1
+    spec = spec_from_dict(spec_dict(resources={"cpus": 1, "gpus": 0.5}))
+    assert all(t.resources.gpus == 0.5 for t in plan(spec))
