@@ -90,8 +90,9 @@ def run_fit(source, out, metric: str = "val_ppl", axes=None, select: str = "fina
         fit on every sweep; None detects them from the sweep names and data.
     select: "final" (kind=='final', status=='ok' rows), "last" or "best" eval row.
     extrapolate: {axis: x}, e.g. {"data": 1e12}: predicted metric with an interval.
-    n_boot: bootstrap refits for lines and Chinchilla fits; n_boot_saturating
-        for the per-family saturating fits (an L-BFGS refit each).
+    n_boot: bootstrap refits for lines, isoFLOP fits and the Chinchilla points
+        CSV; n_boot_saturating for the per-family saturating and Chinchilla
+        fits of result rows (an iterative refit each).
     """
     out = Path(out)
     if n_boot < 0 or n_boot_saturating < 0:
@@ -136,19 +137,28 @@ def _run_results(table, out, metric, axes, select, extrapolate, baseline, n_boot
     plans, plan_notes = rio.plan_axes(points, axes)
     notes += plan_notes
     fits: list[AxisFamilyFit] = []
+    iso_sweeps = {sw for sw, rows in points.groupby("sweep") if _is_isoflop(sw, rows, axes)}
     for plan in plans:
         rows = points[points["sweep"] == plan.sweep]
         label = f"sweep {plan.sweep!r}, axis {plan.axis}" if plan.sweep else f"axis {plan.axis}"
         if plan.x_column not in rows.columns:
             notes.append(f"{label}: results have no column {plan.x_column!r}; axis skipped")
             continue
+        if plan.sweep in iso_sweeps and axes is None:
+            if plan.axis != "flops":
+                notes.append(f"{label}: an isoFLOP design varies N within each budget, so no "
+                             f"{plan.axis} line is fitted; see the IsoFLOP section")
+                continue
+            rows = _frontier(rows, metric)
+            notes.append(f"{label}: isoFLOP design, so the FLOPs line is fitted to each budget's "
+                         "lowest-loss trial (the compute-efficient frontier)")
         for family, g in rows.groupby("family", sort=True):
             fit = _fit_family(plan, family, g, metric, n_boot, n_boot_sat, seed, notes, label)
             if fit is not None:
                 fits.append(fit)
     comparisons = _compare(fits, baseline, notes)
     extrapolations = _extrapolate(fits, extrapolate, notes)
-    isoflop, chinchilla = _isoflop_and_chinchilla(points, plans, metric, n_boot, seed, notes, axes)
+    isoflop, chinchilla = _isoflop_and_chinchilla(points, metric, n_boot, n_boot_sat, seed, notes, axes)
     think = rio.select_think(table)
     thinking = thinking_table(think, metric, baseline) if len(think) else pd.DataFrame()
     if not fits and not isoflop and thinking.empty:
@@ -197,6 +207,36 @@ def _fit_family(plan, family, g, metric, n_boot, n_boot_sat, seed, notes, label)
     return AxisFamilyFit(sweep=plan.sweep, axis=plan.axis, x_column=plan.x_column, family=family,
                          x=x, y=y, line=line, saturating=saturating, kaplan=kaplan,
                          kaplan_offset=kaplan_offset)
+
+
+def _is_isoflop(sweep: str, rows: pd.DataFrame, axes) -> bool:
+    """An isoFLOP design: named so, or some family has >= 3 sizes at one compute budget."""
+    if "isoflop" in sweep.lower().replace("-", "").replace("_", "") or (
+            axes is not None and "isoflop" in list(axes)):
+        return True
+    if not {"flops", "n_params"} <= set(rows.columns):
+        return False
+    for _, g in rows.groupby("family"):
+        C = pd.to_numeric(g["flops"], errors="coerce").to_numpy(float)
+        ok = np.isfinite(C) & (C > 0)
+        if ok.sum() < 3:
+            continue
+        labels = group_budgets(C[ok])
+        sizes = g["n_params"].to_numpy()[ok]
+        if max(np.unique(sizes[labels == lab]).size for lab in np.unique(labels)) >= 3:
+            return True
+    return False
+
+
+def _frontier(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per family and compute budget, the trial with the lowest metric."""
+    keep = []
+    for _, g in rows.groupby("family"):
+        C = pd.to_numeric(g["flops"], errors="coerce").to_numpy(float)
+        ok = np.isfinite(C) & (C > 0)
+        g = g[ok].assign(_budget=group_budgets(C[ok]))
+        keep.append(g.loc[g.groupby("_budget")[metric].idxmin()].drop(columns="_budget"))
+    return pd.concat(keep) if keep else rows.iloc[0:0]
 
 
 def _kaplan_intervals(line: LineFit) -> dict[str, Interval]:
@@ -250,22 +290,23 @@ def _extrapolate(fits, extrapolate, notes) -> list[Extrapolation]:
     return out
 
 
-def _isoflop_and_chinchilla(points, plans, metric, n_boot, seed, notes, axes):
+def _isoflop_and_chinchilla(points, metric, n_boot, n_boot_sat, seed, notes, axes):
     """IsoFLOP (and Chinchilla) fits per family, for sweeps whose design supports them.
 
     A sweep qualifies when it is named "isoflop" (or axes asks for "isoflop"),
     or when some compute budget holds >= 3 sizes: the isoFLOP design.
     Chinchilla's L(N, D) is fitted alongside when N and D are not collinear
     (>= 10 points, >= 3 distinct N and D): within a sweep that scales N
-    alone, D follows N and the law is not identified.
+    alone, D follows N and the law is not identified. Its bootstrap uses
+    n_boot_sat refits (a BFGS refit each, like the saturating law).
     """
     isoflop, chinchilla = {}, {}
     needed = {"flops", "n_params", "total_tokens"}
     if not needed <= set(points.columns):
         return isoflop, chinchilla
     for sweep, rows in points.groupby("sweep", sort=True):
-        named = "isoflop" in sweep.lower().replace("-", "").replace("_", "") or (
-            axes is not None and "isoflop" in list(axes))
+        if not _is_isoflop(sweep, rows, axes):
+            continue
         for family, g in rows.groupby("family", sort=True):
             C, N, D = (pd.to_numeric(g[c], errors="coerce").to_numpy(float)
                        for c in ("flops", "n_params", "total_tokens"))
@@ -275,10 +316,6 @@ def _isoflop_and_chinchilla(points, plans, metric, n_boot, seed, notes, axes):
             units = g["trial_id"].astype(str).to_numpy()[ok]
             if C.size == 0:
                 continue
-            labels = group_budgets(C)
-            sizes = [np.unique(N[labels == lab]).size for lab in np.unique(labels)]
-            if not named and max(sizes) < 3:
-                continue
             key = f"{sweep}/{family}" if sweep else family
             iso = fit_isoflop(C, N, D, L, n_boot=n_boot, rng=_rng(seed, sweep, "isoflop", family),
                               units=units)
@@ -286,7 +323,7 @@ def _isoflop_and_chinchilla(points, plans, metric, n_boot, seed, notes, axes):
             notes.extend(f"{key}: {n}" for n in iso.notes)
             corr = np.corrcoef(np.log(N), np.log(D))[0, 1] if np.unique(N).size > 1 and np.unique(D).size > 1 else 1.0
             if C.size >= 10 and np.unique(N).size >= 3 and np.unique(D).size >= 3 and abs(corr) < 0.98:
-                chinchilla[key] = fit_chinchilla(N, D, np.exp(L), n_boot=n_boot, units=units,
+                chinchilla[key] = fit_chinchilla(N, D, np.exp(L), n_boot=n_boot_sat, units=units,
                                                  seed=int(_rng(seed, sweep, "chinchilla", family).integers(2**31)))
     return isoflop, chinchilla
 

@@ -277,13 +277,14 @@ def plan_axes(points: pd.DataFrame, axes=None) -> tuple[list[AxisPlan], list[str
         if not axes:
             raise ValueError("axes=[] names no axis; leave it out to detect the swept axes")
         for name in axes:
-            if name not in AXES and name not in points.columns:
-                raise ValueError(f"unknown axis {name!r}; use one of {sorted(AXES)} "
+            if name not in AXES and name not in points.columns and name != "isoflop":
+                raise ValueError(f"unknown axis {name!r}; use one of {sorted(AXES) + ['isoflop']} "
                                  "or a numeric column of the results")
     for sweep, rows in points.groupby("sweep", sort=True):
         if axes is not None:
             for name in axes:
-                plans.append(AxisPlan(sweep, name, AXES.get(name, name), "requested"))
+                if name != "isoflop":   # an analysis, not a line: see api._is_isoflop
+                    plans.append(AxisPlan(sweep, name, AXES.get(name, name), "requested"))
             continue
         key = sweep.lower().strip()
         if "think" in key:

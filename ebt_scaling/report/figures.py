@@ -69,7 +69,7 @@ def _plt():
 def _save(fig, path: Path) -> list[Path]:
     _, plt = _plt()
     fig.savefig(path)
-    fig.savefig(path.with_suffix(".png"), dpi=300)
+    fig.savefig(path.with_suffix(".png"), dpi=200)
     plt.close(fig)
     return [path]
 
