@@ -9,7 +9,7 @@ partial fit (a failed trial, a NaN loss) becomes a note for the report.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -80,10 +80,13 @@ def _slug(text: str) -> str:
 
 def _log_ticks(ax, which: str = "y"):
     matplotlib, _ = _plt()
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
     axis = ax.yaxis if which == "y" else ax.xaxis
     lo, hi = ax.get_ylim() if which == "y" else ax.get_xlim()
-    if hi / lo < 300:   # narrow ranges (perplexity 30-60, 2-24 layers): plain 1-2-5 labels
+    if hi / lo < 3:     # within a factor 3 (perplexity 100-130): evenly spaced plain numbers
+        axis.set_major_locator(MaxNLocator(nbins=5))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    elif hi / lo < 300:   # narrow ranges (2-24 layers, ppl 30-90): plain 1-2-5 labels
         subs = (1.0, 2.0, 3.0, 5.0) if hi / lo < 30 else (1.0, 2.0, 5.0)
         axis.set_major_locator(LogLocator(base=10, subs=subs))
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -210,7 +213,7 @@ def thinking_figures(think, table, metric: str, families: list[str], out: Path) 
                             label=f"{label}" + (f", best of {int(nc)}" if len(cands) > 1 else ""))
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
-            ax.set_xlabel("Forward passes (think steps x candidates)")
+            ax.set_xlabel("Forward passes")
             ax.set_ylabel(METRIC_LABELS.get(metric, metric))
             ax.set_title(eval_set)
             _log_ticks(ax, "y")

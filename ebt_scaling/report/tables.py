@@ -12,7 +12,6 @@ import datetime as _dt
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 TABLE_COLUMNS = ("sweep", "axis", "x_column", "family", "law", "parameter", "estimate",
