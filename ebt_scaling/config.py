@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -142,6 +143,10 @@ class TrainConfig:
     fail_at_step: int = -1              # testing aid: force a NaN loss at this step
 
 
+# train.* keys that say where/how a point runs, not what it is (left out of Config.hash)
+PLACEMENT_KEYS = ("checkpoint_dir", "checkpoint_every", "device", "threads")
+
+
 @dataclass(frozen=True)
 class Config:
     name: str = "point"
@@ -180,10 +185,14 @@ class Config:
         return dataclasses.asdict(self)
 
     def hash(self, with_seed: bool = True) -> str:
+        """Identity of the point: everything that changes what is trained, not where
+        or how it is run (name, checkpoint placement, device, threads)."""
         d = self.to_dict()
         if not with_seed:
             d.pop("seed")
         d.pop("name")
+        for k in PLACEMENT_KEYS:
+            d["train"].pop(k)
         blob = json.dumps(d, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -252,7 +261,7 @@ def parse_overrides(pairs: list[str] | None) -> dict:
         if "=" not in pair:
             raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set train.steps=100")
         key, raw = pair.split("=", 1)
-        _set_path(tree, key.strip(), yaml.safe_load(raw))
+        _set_path(tree, key.strip(), yaml_load(raw))
     return tree
 
 
@@ -263,12 +272,26 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, which reads 1e9 and 2.0e9 as strings; accept them as floats."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def yaml_load(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):

@@ -56,3 +56,16 @@ def test_ebt_preset_and_explicit_key_wins(tmp_path):
     assert cfg.ebt.langevin_std == 0.5 and cfg.ebt.replay_buffer == 192 and cfg.family_name == "ebt_s2"
     cfg1 = load_config(write(tmp_path, "model: {family: ebt}\nebt: {preset: ebt_s1}\ntrain: {steps: 1}\n"))
     assert cfg1.ebt.step_embeddings and cfg1.ebt.alpha_learnable and cfg1.ebt.loss == "mean"
+
+
+def test_exponent_floats_are_numbers(tmp_path):
+    cfg = load_config(write(tmp_path, "data: {seq_len: 100}\ntrain: {tokens: 1e6}\noptim: {lr: 3e-4}\n"))
+    assert cfg.train.tokens == 1_000_000 and cfg.optim.lr == 3e-4
+
+
+def test_hash_ignores_where_a_point_runs(tmp_path):
+    a = load_config(write(tmp_path, OK))
+    b = load_config(write(tmp_path, OK), ["train.checkpoint_dir=/x", "train.threads=1", "train.device=cpu"])
+    c = load_config(write(tmp_path, OK), ["model.d_model=128"])
+    assert a.hash() == b.hash() != c.hash()
+    assert a.hash(with_seed=False) == load_config(write(tmp_path, OK), ["seed=3"]).hash(with_seed=False)

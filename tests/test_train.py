@@ -112,3 +112,25 @@ def test_parquet_rows_follow_the_schema(tmp_path):
     assert fin.status == "ok" and math.isfinite(fin.val_loss) and fin.val_ppl == pytest.approx(math.exp(fin.val_loss))
     assert fin.tokens == 20 * 8 * 16 and fin.n_params > 0 and fin.flops > 0 and fin.family == "transformer_pp"
     assert not list(tmp_path.glob(".*tmp*"))   # no temporaries left behind
+
+
+def test_resume_from_a_checkpoint_at_the_last_step_keeps_every_row(tmp_path):
+    """Killed during the final evaluation: the resumed run only re-does that evaluation."""
+    cfg = tiny(train={"checkpoint_every": 5, "checkpoint_dir": str(tmp_path / "ck")})
+    out = tmp_path / "rows.parquet"
+
+    class DiesAtFinal(ParquetSink):
+        def emit(self, row):
+            if row.kind == "final":
+                self.flush()
+                raise Killed()
+            super().emit(row)
+
+    with pytest.raises(Killed):
+        train(cfg, DiesAtFinal(out))
+    resumed = ParquetSink(out)
+    assert train(cfg, resumed).status == "ok"
+    full = MemorySink()
+    train(tiny(), full)
+    key = lambda rows: [(r.kind, r.step) for r in rows]
+    assert key(resumed.rows) == key(full.rows)

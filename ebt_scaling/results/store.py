@@ -61,8 +61,9 @@ class MemorySink:
         pass
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows past `step` (a resumed run will produce them again)."""
-        self.rows = [r for r in self.rows if r.step <= step or r.kind == "think"]
+        """Drop rows past `step` and any final row: a run resumed from a checkpoint
+        taken at `step` (after that step's rows were emitted) makes them again."""
+        self.rows = [r for r in self.rows if r.kind == "think" or (r.step <= step and r.kind != "final")]
 
 
 class ParquetSink(MemorySink):

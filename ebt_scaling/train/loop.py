@@ -126,7 +126,7 @@ def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
         start, extra = checkpoint.load(ckpt_path, model, opt, device)
         if hasattr(model, "load_extra_state"):
             model.load_extra_state(extra)
-        sink.truncate_after(start - 1)   # rows past the checkpoint will be made again
+        sink.truncate_after(start)       # rows past the checkpoint will be made again
     state.update(step=start, tokens=_tokens_before(start, cfg), flops=_tokens_before(start, cfg) * fpt)
 
     def row(kind, **kw):
