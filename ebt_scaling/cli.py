@@ -70,11 +70,11 @@ def _think(args) -> int:
     cfg, model = load_point(args.checkpoint)
     rows, tokens = system2(cfg, model, sets=args.sets.split(","), steps=_ints(args.steps),
                            candidates=_ints(args.candidates), verify_steps=args.verify_steps,
-                           n_tokens=args.tokens, seed=args.seed)
+                           n_tokens=args.tokens, seed=args.seed, sweep=args.sweep)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "think.parquet"
     write_rows_atomic(rows, out)
-    if tokens is not None:
-        tokens.to_parquet(out.with_name(out.stem + "-tokens.parquet"), index=False)
+    if tokens is not None:   # CSV: not a row file, so `ebt-sweep fit` never mistakes it for one
+        tokens.to_csv(out.with_name(out.stem + "-tokens.csv"), index=False)
     print(f"{cfg.family_name}: {len(rows)} think rows -> {out}")
     for r in rows:
         print(f"  {r.eval_set:11s} steps={r.think_steps:2d} N={r.n_candidates:2d} passes={r.forward_passes:3d} "
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluation sets: val, ood:dyck, ood:arith, ood:python, hf:DATASET[:CONFIG]:COLUMN")
     k.add_argument("--tokens", type=int, default=4096, help="tokens per set (default 4096)")
     k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--sweep", default="thinking", help="sweep name the rows carry (default: thinking)")
     k.add_argument("--out", help="parquet file for the rows (default: think.parquet beside the checkpoint)")
     k.set_defaults(func=_think)
 
