@@ -21,9 +21,13 @@ $(VENV)/.installed: pyproject.toml scripts/install-torch.sh
 
 venv: $(VENV)/.installed
 
+# The main job: the depth sweep at the scale the hardware allows (cpu without a GPU,
+# paper with one) and its fit. Written under runs/demo/ so that the study shipped in
+# results/ and analysis/ is not mixed with it; DEMO_DIR=. to use those folders.
+DEMO_DIR ?= runs/demo
 demo: venv
-	$(VENV)/bin/ebt-sweep launch sweeps/depth.yaml
-	$(VENV)/bin/ebt-sweep fit results/ --out analysis/
+	$(VENV)/bin/ebt-sweep launch sweeps/depth.yaml --results $(DEMO_DIR)/results
+	$(VENV)/bin/ebt-sweep fit $(DEMO_DIR)/results --out $(DEMO_DIR)/analysis
 
 test: venv
 	$(PY) -m pytest -q -m "not slow and not slurm and not gpu"

@@ -119,7 +119,9 @@ def _draw_axis(ax, fits, comps, extraps, metric: str, families: list[str], annot
             continue
         colour = family_style(c.family, families)[0]
         yc = base[c.baseline].line.line.predict(xc.estimate) if c.baseline in base else None
-        if math.isfinite(xc.low) and math.isfinite(xc.high):
+        # shade the crossover's interval only where it says something: not when it
+        # covers the whole plotted range (then the dotted line and the report say it)
+        if math.isfinite(xc.low) and math.isfinite(xc.high) and (xc.low > g_lo or xc.high < g_hi):
             ax.axvspan(max(xc.low, g_lo), min(xc.high, g_hi), color=colour, alpha=0.07, linewidth=0, zorder=0)
         ax.axvline(xc.estimate, color=colour, linestyle=":", linewidth=0.8, zorder=1)
         if yc is not None:
