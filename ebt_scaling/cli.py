@@ -67,10 +67,10 @@ def _think(args) -> int:
     from .results.store import write_rows_atomic
     from .train.think import load_point, system2
 
-    cfg, model = load_point(args.checkpoint)
+    cfg, model, trial_id = load_point(args.checkpoint, device=args.device)
     rows, tokens = system2(cfg, model, sets=args.sets.split(","), steps=_ints(args.steps),
                            candidates=_ints(args.candidates), verify_steps=args.verify_steps,
-                           n_tokens=args.tokens, seed=args.seed, sweep=args.sweep)
+                           n_tokens=args.tokens, seed=args.seed, trial_id=trial_id, sweep=args.sweep)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "think.parquet"
     write_rows_atomic(rows, out)
     if tokens is not None:   # CSV: not a row file, so `ebt-sweep fit` never mistakes it for one
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluation sets: val, ood:dyck, ood:arith, ood:python, hf:DATASET[:CONFIG]:COLUMN")
     k.add_argument("--tokens", type=int, default=4096, help="tokens per set (default 4096)")
     k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
     k.add_argument("--sweep", default="thinking", help="sweep name the rows carry (default: thinking)")
     k.add_argument("--out", help="parquet file for the rows (default: think.parquet beside the checkpoint)")
     k.set_defaults(func=_think)

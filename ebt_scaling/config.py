@@ -83,6 +83,16 @@ class EBTConfig:
     replay_fraction: float = 0.5        # share of each batch taken from the buffer
     grad_clamp: float = 0.0             # clamp |dE/dp| <= grad_clamp / alpha; 0 = off
 
+    @property
+    def default_eval_steps(self) -> int:
+        """Steps at validation and for best-of-N: eval_steps, else the most trained."""
+        return self.eval_steps or (self.steps + self.random_extra_steps)
+
+    @property
+    def max_steps(self) -> int:
+        """How many distinct steps a model may meet (S1: one step embedding each)."""
+        return max(self.steps + self.random_extra_steps, self.eval_steps)
+
 
 # The recipe's table, with alpha expressed at the paper's vocabulary (see `resolve_alpha`).
 EBT_PRESETS: dict[str, dict[str, Any]] = {

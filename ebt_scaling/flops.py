@@ -45,7 +45,7 @@ def embedding_params(cfg: Config) -> int:
     if cfg.is_ebt:
         n += m.vocab_size * m.d_model        # probability embedding Linear(V -> D)
         if cfg.ebt.step_embeddings:
-            n += ebt_max_steps(cfg) * m.d_model
+            n += cfg.ebt.max_steps * m.d_model
     else:
         n += m.d_model * m.vocab_size        # untied LM head
     return n
@@ -53,11 +53,6 @@ def embedding_params(cfg: Config) -> int:
 
 def total_params(cfg: Config) -> int:
     return non_embedding_params(cfg) + embedding_params(cfg)
-
-
-def ebt_max_steps(cfg: Config) -> int:
-    e = cfg.ebt
-    return max(e.steps + e.random_extra_steps, e.eval_steps or 0)
 
 
 def ebt_mean_train_steps(cfg: Config) -> float:
@@ -101,41 +96,35 @@ def ebt_step_flops_per_token(cfg: Config, create_graph: bool) -> int:
 def ebt_observed_flops_per_token(cfg: Config, training: bool) -> int:
     """The observed (context) stream: causal blocks over the real tokens. Its keys and
     values are computed once per forward and shared by every thinking step, unless the
-    S1 step embedding changes the context at each step."""
+    S1 step embedding changes the context at each step. Only the last layer's keys and
+    values are read, so that layer stops after wq, wk, wv (3 D^2)."""
     m, S = cfg.model, cfg.data.seq_len
     prefix = 1 if cfg.ebt.step_embeddings else 0
-    fwd = 2 * block_matmul_params(m) + attention_fwd_flops_per_token(m, S + prefix)
+    full_layers = m.n_layers - 1
+    matmul = full_layers * (4 * m.d_model ** 2 + 3 * m.d_model * m.d_ffn) + 3 * m.d_model ** 2
+    fwd = 2 * matmul + 4 * (S + prefix) * m.d_model * full_layers
     return fwd * (3 if training else 1)
 
 
 def ebt_train_flops_per_token(cfg: Config, steps: float | None = None) -> float:
-    """Training FLOPs per token for the EBT at `steps` optimisation steps (default: the
-    mean of the randomised count). Which steps keep a graph depends on the variant."""
+    """Training FLOPs per fresh token for the EBT at `steps` optimisation steps (default:
+    the mean of the randomised count). Which steps keep a graph depends on the variant.
+    With a replay buffer every batch also carries replay_fraction x B replayed rows, so
+    each fresh token pays for (1 + replay_fraction) tokens of compute (from the second
+    step on; the first step's empty buffer is ignored)."""
     e = cfg.ebt
     k = ebt_mean_train_steps(cfg) if steps is None else steps
     graph_steps = k if e.second_order == "full" else 1.0
     plain_steps = k - graph_steps
     contexts = k if e.step_embeddings else 1.0
-    return (contexts * ebt_observed_flops_per_token(cfg, training=True)
-            + graph_steps * ebt_step_flops_per_token(cfg, create_graph=True)
-            + plain_steps * ebt_step_flops_per_token(cfg, create_graph=False))
-
-
-def ebt_think_flops_per_token(cfg: Config, steps: int) -> float:
-    """Inference: `steps` steps without graphs, context computed once (or per step in S1)."""
-    contexts = steps if cfg.ebt.step_embeddings else 1
-    return contexts * ebt_observed_flops_per_token(cfg, training=False) \
-        + steps * ebt_step_flops_per_token(cfg, create_graph=False)
+    per_row_token = (contexts * ebt_observed_flops_per_token(cfg, training=True)
+                     + graph_steps * ebt_step_flops_per_token(cfg, create_graph=True)
+                     + plain_steps * ebt_step_flops_per_token(cfg, create_graph=False))
+    return per_row_token * (1 + (e.replay_fraction if e.replay_buffer else 0.0))
 
 
 def train_flops_per_token(cfg: Config) -> float:
     return ebt_train_flops_per_token(cfg) if cfg.is_ebt else tpp_train_flops_per_token(cfg)
-
-
-def paper_flops_per_token(cfg: Config) -> float:
-    """The paper's own estimate: 6N for Transformer++, 20N per step for the EBT."""
-    n = non_embedding_params(cfg)
-    return 20 * n * ebt_mean_train_steps(cfg) if cfg.is_ebt else 6 * n
 
 
 # ------------------------------------------------------------------ peak and MFU
@@ -161,9 +150,14 @@ def peak_flops(device_name: str, dtype: str) -> float | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
 def measured_cpu_matmul_peak(n: int = 1024, repeats: int = 5) -> float:
     """Best fp32 matmul FLOP/s on this CPU with torch's current thread count."""
+    import torch
+    return _cpu_peak(n, repeats, torch.get_num_threads())
+
+
+@functools.lru_cache(maxsize=8)
+def _cpu_peak(n: int, repeats: int, threads: int) -> float:
     import torch
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b

@@ -117,10 +117,9 @@ def test_thinking_gradients_pass_gradcheck_in_float64():
 @pytest.mark.parametrize("preset", ["ebt_s1", "ebt_s2"])
 def test_ebt_flops_match_flop_counter(preset):
     """Analytic EBT training FLOPs (matmuls) against FlopCounterMode, attention on the
-    math kernel so that the observed stream's attention is counted too. Tolerance 10%:
-    flops.py charges every graph-keeping step 6x its forward, while autograd skips a few
-    products it does not need (measured: the analytic count is 5.9% (S1) and 6.4% (S2)
-    above the counter's at this size)."""
+    math kernel so that the observed stream's attention is counted too. Tolerance 2%:
+    flops.py charges every graph-keeping step 6x its forward, while autograd skips or adds
+    a few small products (measured: within 1.2% at L2 d32 and L3 d48, both presets)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     cfg = ebt_cfg(preset, V=40, S=12, L=2, d=32, h=2, random_extra_steps=0, replay_buffer=0)
     m = EBT(cfg)
@@ -133,7 +132,7 @@ def test_ebt_flops_match_flop_counter(preset):
     with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as fc:
         step()
     expected = FL.ebt_train_flops_per_token(cfg, steps=cfg.ebt.steps) * 3 * 12
-    assert fc.get_total_flops() == pytest.approx(expected, rel=0.10)
+    assert fc.get_total_flops() == pytest.approx(expected, rel=0.02)
 
 
 def test_nan_in_thinking_gradient_fails_the_point_with_reason():
@@ -147,7 +146,7 @@ def test_nan_in_thinking_gradient_fails_the_point_with_reason():
 
 # ----------------------------------------------------------------- it learns and thinks
 @pytest.fixture(scope="module")
-def trained_s2():
+def trained_s2(tmp_path_factory):
     cfg = config_from_dict({"model": {"family": "ebt", "n_layers": 2, "d_model": 32, "n_heads": 2},
                             "ebt": {"preset": "ebt_s2"},
                             "data": {"source": "markov", "markov_vocab": 32, "seq_len": 32},
@@ -160,14 +159,13 @@ def trained_s2():
     cfg = with_vocab(cfg, 32)
     sink = MemorySink()
     # train() builds its own model; rebuild the same one from the checkpoint-free path:
-    import tempfile
-    ck = tempfile.mkdtemp()
+    ck = str(tmp_path_factory.mktemp("ck"))
     from dataclasses import replace
     cfg = replace(cfg, train=replace(cfg.train, checkpoint_dir=ck))
     summary = train(cfg, sink)
     assert summary.status == "ok", summary.error
     from ebt_scaling.train.think import load_point
-    cfg2, model = load_point(f"{ck}/last.pt")
+    cfg2, model, _ = load_point(f"{ck}/last.pt")
     return cfg2, model, summary, build_source(cfg.data)
 
 
@@ -193,7 +191,11 @@ def test_best_of_n_never_worse_in_energy(trained_s2):
     cfg, model, _, _ = trained_s2
     rows, tokens = system2(cfg, model, sets=("val",), steps=(1, 3), candidates=(1, 2, 5), n_tokens=512)
     by_n = {r.n_candidates: r for r in rows if r.think_steps == 3}
-    assert by_n[5].energy_last <= by_n[2].energy_last <= by_n[1].energy_last + 1e-6
+    assert set(by_n) == {1, 2, 5} and all(r.forward_passes == 3 * n for n, r in by_n.items())
+    # the first candidate is the think-longer chain, so N = 1 and the chain agree
+    assert by_n[5].energy_last <= by_n[2].energy_last <= by_n[1].energy_last
+    assert by_n[5].energy_last < by_n[1].energy_last         # fresh candidates do win somewhere
+    assert all(r.energy_first == by_n[1].energy_first for r in rows)
     assert tokens is not None and {"token", "energy", "loss"} <= set(tokens.columns)
 
 

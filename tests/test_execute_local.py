@@ -15,7 +15,11 @@ import yaml
 
 from ebt_scaling.execute.base import Layout, launch, read_manifest, trial_state
 from ebt_scaling.execute.local import LocalExecutor
-from ebt_scaling.results.store import read_results
+from ebt_scaling.fit.io import read_results as _read_table
+
+
+def read_results(path):
+    return _read_table(path).frame
 from ebt_scaling.sweep import plan
 from ebt_scaling.sweep.spec import spec_from_dict
 

@@ -3,7 +3,11 @@ import pytest
 
 from ebt_scaling.execute.base import Layout, launch, read_manifest
 from ebt_scaling.execute.ray_tune import RayExecutor, fractional_pack
-from ebt_scaling.results.store import read_results
+from ebt_scaling.fit.io import read_results as _read_table
+
+
+def read_results(path):
+    return _read_table(path).frame
 from ebt_scaling.sweep import plan
 from ebt_scaling.sweep.spec import spec_from_dict
 

@@ -7,7 +7,11 @@ import submitit
 
 from ebt_scaling.execute.base import Layout, launch, read_manifest
 from ebt_scaling.execute.slurm import SlurmExecutor, TrialJob
-from ebt_scaling.results.store import read_results
+from ebt_scaling.fit.io import read_results as _read_table
+
+
+def read_results(path):
+    return _read_table(path).frame
 from ebt_scaling.sweep import plan
 from ebt_scaling.sweep.spec import SlurmOptions, spec_from_dict
 

@@ -71,20 +71,20 @@ def test_resume_reproduces_the_uninterrupted_curve(tmp_path, family, ebt):
     full = MemorySink()
     train(tiny(family, **kw), full)
 
-    cfg = tiny(family, train={"checkpoint_every": 4, "checkpoint_dir": str(tmp_path / "ck")}, **kw)
+    # rows every 5 steps, evaluations at 10 and 20, checkpoints at 8 and 16
+    cfg = tiny(family, train={"checkpoint_every": 8, "checkpoint_dir": str(tmp_path / "ck")}, **kw)
     out = tmp_path / "rows.parquet"
 
-    class DiesAtStep10(ParquetSink):       # rows up to step 10 reach disk, checkpoint is at 8
+    class DiesAtStep20(ParquetSink):       # dies after the checkpoint at 16, before step 20's eval
         def emit(self, row):
             super().emit(row)
-            if row.kind == "train" and row.step == 10:
-                self.flush()
-                raise Killed()
+            if row.kind == "train" and row.step == 20:
+                raise Killed()                # no flush: what reached disk is what train() wrote
 
     with pytest.raises(Killed):
-        train(cfg, DiesAtStep10(out))
+        train(cfg, DiesAtStep20(out))
     resumed = ParquetSink(out)
-    assert max(r.step for r in resumed.rows) == 10
+    assert max(r.step for r in resumed.rows) == 15    # row 15 reached disk with checkpoint 16
     assert train(cfg, resumed).status == "ok"
     curve = lambda rows: [(r.kind, r.step, r.train_loss, r.val_loss) for r in rows]
     nan_safe = lambda c: [tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in t) for t in c]

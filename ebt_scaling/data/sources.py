@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -236,15 +237,22 @@ def file_source(cfg: DataConfig, tok) -> ArraySource:
 
 
 # ------------------------------------------------------------------ hugging face
-def hf_source(cfg: DataConfig, tok) -> ArraySource:
-    """Stream a Hugging Face dataset into a token cache (up to the budget the user asks
-    for via EBT_SCALING_HF_TOKENS, default 50M tokens), then use it like a file."""
+def hf_source(cfg: DataConfig, tok, need_tokens: int = 0) -> ArraySource:
+    """Stream a Hugging Face dataset into a token cache, then use it like a file. The
+    cache holds enough for the point's budget (plus the held-out share), so a point never
+    repeats data; a cache made for a larger budget is reused."""
     try:
         import datasets
     except ImportError:
         raise ConfigError("data.source: hf needs `pip install 'ebt-scaling[hf]'`") from None
-    limit = int(os.environ.get("EBT_SCALING_HF_TOKENS", 50_000_000))
-    key = hashlib.sha256(f"{cfg.hf_dataset}|{cfg.hf_config}|{cfg.hf_split}|{tok.name}|{limit}".encode()).hexdigest()[:16]
+    limit = max(int(need_tokens / (1 - cfg.val_fraction) * 1.01) + 1, 1_000_000)
+    stem = hashlib.sha256(f"{cfg.hf_dataset}|{cfg.hf_config}|{cfg.hf_split}|{tok.name}|{cfg.text_column}".encode()).hexdigest()[:16]
+    for old in sorted(_cache_dir(cfg).glob(f"hf-{stem}-*")):
+        n = int(old.name.split("-")[2].split(".")[0])
+        if n >= limit and not old.name.count(".tmp"):
+            limit = n
+            break
+    key = f"{stem}-{limit}"
     dtype = np.uint8 if tok.vocab_size <= 256 else (np.uint16 if tok.vocab_size < 65536 else np.uint32)
     cache = _cache_dir(cfg) / f"hf-{key}.{np.dtype(dtype).name}"
     if not cache.exists():
@@ -270,7 +278,17 @@ def hf_source(cfg: DataConfig, tok) -> ArraySource:
 
 
 # ------------------------------------------------------------------ factory
-def build_source(cfg: DataConfig) -> TokenSource:
+def build_source(cfg: DataConfig, need_tokens: int = 0) -> TokenSource:
+    """The token source of `cfg`. `need_tokens` (the training budget) sizes streamed
+    caches; a warning goes to stderr when the budget is more than one pass over the data."""
+    src = _build_source(cfg, need_tokens)
+    if isinstance(src, ArraySource) and need_tokens > len(src.train):
+        print(f"warning: the token budget ({need_tokens:,}) exceeds the {src.name} training split "
+              f"({len(src.train):,} tokens): data will repeat", file=sys.stderr)
+    return src
+
+
+def _build_source(cfg: DataConfig, need_tokens: int) -> TokenSource:
     if cfg.source == "markov":
         return MarkovSource(cfg.markov_vocab, cfg.markov_order, cfg.markov_branching, cfg.markov_seed)
     tok = build_tokenizer(cfg.tokenizer)
@@ -279,4 +297,4 @@ def build_source(cfg: DataConfig) -> TokenSource:
         return ArraySource("shakespeare", _encode_array(tok, train), _encode_array(tok, val), tok.vocab_size)
     if cfg.source == "file":
         return file_source(cfg, tok)
-    return hf_source(cfg, tok)
+    return hf_source(cfg, tok, need_tokens)

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, resolve_alpha
-from ..flops import ebt_max_steps
 from .layers import Block, RMSNorm, init_weights, rope_tables
 
 
@@ -48,7 +47,7 @@ class EBT(nn.Module):
         self.vocab_size = m.vocab_size
         self.tok_embeddings = nn.Embedding(m.vocab_size, m.d_model)
         self.prob_embed = nn.Linear(m.vocab_size, m.d_model, bias=False)
-        self.step_embeddings = nn.Embedding(ebt_max_steps(cfg), m.d_model) if e.step_embeddings else None
+        self.step_embeddings = nn.Embedding(e.max_steps, m.d_model) if e.step_embeddings else None
         self.layers = nn.ModuleList(
             Block(m.d_model, m.n_heads, m.d_ffn, m.norm_eps) for _ in range(m.n_layers))
         self.norm = RMSNorm(m.d_model, m.norm_eps)
@@ -75,9 +74,12 @@ class EBT(nn.Module):
             x = torch.cat([s, x], dim=1)                                  # (B, 1+S, D)
         cos, sin = self._rope(0, x.shape[1], x.device)
         kvs = []
-        for layer in self.layers:
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
             q, k, v = layer.attention.heads(layer.attention_norm(x), cos, sin)
             kvs.append((k, v))
+            if i == last:      # the context's own output after the last layer is never read
+                break
             x = x + layer.attention.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True))
             x = layer.mlp_residual(x)
         return kvs
@@ -118,17 +120,19 @@ class EBT(nn.Module):
 
         learning=True builds the graphs the parameter gradient needs: the last step only
         (second_order="truncated") or every step ("full"). Returns (logits after each
-        step [K x (B, S, V)], mean energy at each step's input [K] (+ the final one)).
+        step [K x (B, S, V)], mean energy of each step's input, noise included [K], plus
+        the noise-free energy of the final prediction when final_energy=True).
         """
         e = self.e
         B, S = tokens.shape
         y = torch.randn(B, S, self.vocab_size, device=tokens.device) * e.init_std if y0 is None else y0
         alpha = self.step_size((B, S), randomize)
-        shared = None if self.step_embeddings is not None else self.context(tokens)
+        context = self.context if learning else torch.no_grad()(self.context)
+        shared = None if self.step_embeddings is not None else context(tokens)
         logits, energies = [], []
         with torch.enable_grad():
             for k in range(steps):
-                kvs = shared if shared is not None else self.context(tokens, step=k)
+                kvs = shared if shared is not None else context(tokens, step=k)
                 keep = learning and (e.second_order == "full" or k == steps - 1)
                 if e.detach_between_steps or not learning:
                     y = y.detach()
@@ -147,10 +151,8 @@ class EBT(nn.Module):
                 y = p - alpha * g
                 logits.append(y)
                 energies.append(E.detach().mean())
-            if final_energy:
-                kvs = shared if shared is not None else self.context(tokens, step=steps)
-                with torch.no_grad():
-                    energies.append(self.energy(kvs, softmax32(y.detach())).mean())
+        if final_energy:
+            energies.append(self.energy_map(tokens, y, step=steps, kvs=shared).mean())
         return logits, energies
 
     # ------------------------------------------------------------------ losses
@@ -162,19 +164,17 @@ class EBT(nn.Module):
     def loss(self, inputs, targets, **_):
         e = self.e
         steps = self.train_steps()
-        y0, n_rep = self._replay_start(inputs, targets)
-        if n_rep:
-            inputs, targets = self._last_batch
-        logits, energies = self.think(inputs, steps, y0=y0, learning=True, randomize=True, noise=True)
-        ce = [F.cross_entropy(y.float().flatten(0, 1), targets.flatten()) for y in logits]
+        fresh = inputs.shape[0]
+        inputs_all, targets_all, y0 = self._with_replay(inputs, targets)
+        logits, energies = self.think(inputs_all, steps, y0=y0, learning=True, randomize=True, noise=True)
+        ce = [F.cross_entropy(y.float().flatten(0, 1), targets_all.flatten()) for y in logits]
         loss = ce[-1] if e.loss == "final" else torch.stack(ce).mean()
         if e.replay_buffer:
-            self._replay_push(inputs[: inputs.shape[0] - n_rep], targets[: targets.shape[0] - n_rep],
-                              logits[-1][: inputs.shape[0] - n_rep].detach())
+            self._replay_push(inputs, targets, logits[-1][:fresh].detach())
         return loss, self._info(steps, energies)
 
     def eval_loss(self, inputs, targets):
-        steps = self.e.eval_steps or (self.e.steps + self.e.random_extra_steps)
+        steps = self.e.default_eval_steps
         logits, energies = self.think(inputs, steps, learning=False, randomize=False, noise=True)
         loss = F.cross_entropy(logits[-1].detach().float().flatten(0, 1), targets.flatten())
         return loss, self._info(steps, energies)
@@ -188,26 +188,26 @@ class EBT(nn.Module):
             self.alpha.clamp_(min=self.e.alpha_min)
 
     # ------------------------------------------------------------------ replay buffer
-    def _replay_start(self, inputs, targets):
-        """With a replay buffer, the last `replay_fraction` of the batch is replaced by
-        stored sequences that resume from their stored final logits."""
+    def _with_replay(self, inputs, targets):
+        """With a replay buffer, int(B * replay_fraction) stored sequences are appended to
+        the fresh batch and resume from their stored final logits (as the reference code
+        does: the fresh data is kept whole, so a point still trains on exactly its token
+        budget; the replayed rows are extra compute, counted in flops.py)."""
         e = self.e
+        B, S = inputs.shape
+        y0 = torch.randn(B, S, self.vocab_size, device=inputs.device) * e.init_std
         if not e.replay_buffer or self._replay is None:
-            return None, 0
-        B = inputs.shape[0]
+            return inputs, targets, y0
         n_rep = min(int(B * e.replay_fraction), self._replay["inputs"].shape[0])
         if n_rep == 0:
-            return None, 0
+            return inputs, targets, y0
         idx = torch.randperm(self._replay["inputs"].shape[0], device=inputs.device)[:n_rep]
-        fresh = B - n_rep
-        self._last_batch = (torch.cat([inputs[:fresh], self._replay["inputs"][idx]]),
-                            torch.cat([targets[:fresh], self._replay["targets"][idx]]))
-        y0 = torch.randn(B, inputs.shape[1], self.vocab_size, device=inputs.device) * e.init_std
-        y0[fresh:] = self._replay["logits"][idx].to(y0.dtype)
-        return y0, n_rep
+        return (torch.cat([inputs, self._replay["inputs"][idx]]), torch.cat([targets, self._replay["targets"][idx]]),
+                torch.cat([y0, self._replay["logits"][idx].to(y0.dtype)]))
 
     def _replay_push(self, inputs, targets, logits):
-        new = {"inputs": inputs, "targets": targets, "logits": logits.float()}
+        # bf16 halves the buffer (192 x S x V: 5 GB instead of 10 at the paper's V and S)
+        new = {"inputs": inputs, "targets": targets, "logits": logits.to(torch.bfloat16)}
         if self._replay is None:
             self._replay = new
         else:
@@ -220,7 +220,9 @@ class EBT(nn.Module):
         self._replay = extra.get("replay")
 
     @torch.no_grad()
-    def energy_map(self, tokens, logits, step: int):
-        """Per-position energies (B, S) of softmax(logits): the verifier's score."""
-        kvs = self.context(tokens, step=step if self.step_embeddings is not None else None)
-        return self.energy(kvs, softmax32(logits))
+    def energy_map(self, tokens, logits, step: int, kvs=None):
+        """Per-position energies (B, S) of softmax(logits): the verifier's score. `kvs`
+        reuses a context already computed (not for S1, whose context depends on step)."""
+        if kvs is None or self.step_embeddings is not None:
+            kvs = self.context(tokens, step=step)
+        return self.energy(kvs, softmax32(logits.detach()))

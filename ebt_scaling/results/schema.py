@@ -68,8 +68,11 @@ class Row:
     # --- EBT
     ebt_steps: float = NaN           # optimisation steps (mean when randomised)
     ebt_alpha: float = NaN           # step size (learnable or base value)
-    energy_first: float = NaN        # mean energy after the first step
-    energy_last: float = NaN         # mean energy after the last step
+    energy_first: float = NaN        # mean energy at the start of thinking (*)
+    energy_last: float = NaN         # mean energy at the end of thinking (*)
+    # (*) train/eval rows: energies of the first and last step's input, Langevin noise
+    #     included (what the model scored while thinking); think rows: noise-free, at the
+    #     random start and after the row's steps (best-of-N: the kept candidates)
     # --- System-2 evaluation (kind="think")
     eval_set: str = ""               # held-out set name, e.g. "val", "ood:dyck"
     think_steps: int = 0             # optimisation steps at inference (1 for T++)

@@ -33,21 +33,6 @@ def read_rows(path: str | Path) -> list[Row]:
     return [Row(**{k: v for k, v in rec.items() if k in names}) for rec in df.to_dict("records")]
 
 
-def read_results(path: str | Path) -> pd.DataFrame:
-    """All rows under a folder (recursively; hidden temporaries skipped) or one file."""
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*.parquet") if not p.name.startswith("."))
-    if not files:
-        raise ValueError(f"{path}: no parquet files found; run `ebt-sweep train` or `ebt-sweep launch` first")
-    frames = []
-    for f in files:
-        df = pq.read_table(f).to_pandas()
-        check_columns(df.columns, str(f))
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True)
-
-
 class MemorySink:
     """Keeps rows in a list (tests, notebooks)."""
 

@@ -19,7 +19,7 @@ import torch
 from .. import __version__
 from ..config import Config
 from ..data import build_source
-from ..flops import non_embedding_params, peak_flops, total_params, train_flops_per_token
+from ..flops import mfu, non_embedding_params, peak_flops, total_params, train_flops_per_token
 from ..models.registry import build_model
 from ..results.schema import Row
 from . import checkpoint
@@ -86,7 +86,7 @@ def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "") -> Su
     try:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        source = build_source(cfg.data)
+        source = build_source(cfg.data, need_tokens=cfg.total_tokens)
         cfg = with_vocab(cfg, source.vocab_size)
         base = base_row(cfg, trial_id, sweep)
         base.update(device=device_label(device), dtype=_dtype_name(cfg, device))
@@ -123,7 +123,7 @@ def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
 
     start = 0
     if ckpt_path and ckpt_path.exists():
-        start, extra = checkpoint.load(ckpt_path, model, opt, device)
+        start, extra = checkpoint.load(ckpt_path, model, opt, device, expect_hash=cfg.hash())
         if hasattr(model, "load_extra_state"):
             model.load_extra_state(extra)
         sink.truncate_after(start)       # rows past the checkpoint will be made again
@@ -135,7 +135,7 @@ def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
 
     def run_eval(kind):
         ev = evaluate(model, source, cfg, device, autocast)
-        sink.emit(row(kind, val_loss=ev["loss"], val_ppl=math.exp(min(ev["loss"], 50.0)),
+        sink.emit(row(kind, val_loss=ev["loss"], val_ppl=ppl(ev["loss"]),
                       train_loss=last["loss"], lr=last["lr"], tokens_per_s=last["tps"],
                       mfu=last["mfu"], **ev["ebt"]))
         sink.flush()
@@ -177,7 +177,7 @@ def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
         done = step + 1 == total
         if (step + 1) % cfg.train.log_every == 0 or done:
             tps = window_tokens / window_time
-            last = {"loss": loss.item(), "lr": lr, "tps": tps, "mfu": fpt * tps / peak if peak else math.nan}
+            last = {"loss": loss.item(), "lr": lr, "tps": tps, "mfu": mfu(fpt * tps, peak)}
             sink.emit(row("train", train_loss=last["loss"], lr=lr, grad_norm=float(gnorm),
                           tokens_per_s=tps, mfu=last["mfu"], **info))
             window_tokens, window_time = 0, 0.0
@@ -185,13 +185,19 @@ def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
             run_eval("eval")
             model.train()
         if ckpt_path and (done or (cfg.train.checkpoint_every and (step + 1) % cfg.train.checkpoint_every == 0)):
+            sink.flush()   # rows up to the checkpoint must be on disk: a resume keeps them
             checkpoint.save(ckpt_path, model, opt, step + 1,
                             model.extra_state() if hasattr(model, "extra_state") else None,
-                            config=cfg.to_dict())
+                            config=cfg.to_dict(), trial_id=base["trial_id"], config_hash=cfg.hash())
     ev = run_eval("final")
     return Summary(base["trial_id"], "ok", steps=state["step"], tokens=state["tokens"],
-                   flops=state["flops"], val_loss=ev["loss"], val_ppl=math.exp(min(ev["loss"], 50.0)),
+                   flops=state["flops"], val_loss=ev["loss"], val_ppl=ppl(ev["loss"]),
                    wall_time=time.time() - t0)
+
+
+def ppl(loss: float) -> float:
+    """Perplexity, capped at e^50 so that a diverging point still gives a finite number."""
+    return math.exp(min(loss, 50.0))
 
 
 def _tokens_before(step: int, cfg: Config) -> int:

@@ -8,15 +8,18 @@ For an EBT, on each evaluation set:
     energy is kept (best-of-N; forward passes = N * verify_steps).
 Perplexity is exp(mean final-step loss), teacher-forced over every token (the recipe:
 a perplexity averaged over steps would be an upper bound). A Transformer++ gives one
-row per set (one forward pass): the flat line. OOD ratio = the set's perplexity over the
-in-distribution validation perplexity of the same model.
+row per set (one forward pass): the flat line.
+Energies in think rows are noise-free: energy_first at the first chain's random start,
+energy_last after the row's steps (for best-of-N, of the kept candidate at each
+position; the think-longer chain is best-of-N's first candidate).
+OOD ratio (one number per set and model): the set's perplexity over the validation
+perplexity, both at the default thinking (eval steps, one candidate).
 Per-token energies of the first validation batch are returned for "easy token" figures.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,18 +34,19 @@ from ..data.sources import ArraySource
 from ..data.tokenizers import build_tokenizer
 from ..models.registry import build_model
 from ..results.schema import Row
-from .loop import base_row, device_label, pick_device
+from .loop import base_row, device_label, pick_device, ppl
 
 
-def load_point(checkpoint: str | Path, device="cpu"):
-    state = torch.load(checkpoint, map_location=device, weights_only=False)
+def load_point(checkpoint: str | Path, device: str = "cpu"):
+    """(config, model in eval mode, trial id) from a checkpoint written by train()."""
+    state = torch.load(checkpoint, map_location=pick_device(device), weights_only=False)
     if not state.get("config"):
         raise ValueError(f"{checkpoint}: this checkpoint carries no config; re-train with a "
                          "checkpoint_dir set (ebt-sweep train --checkpoint-dir DIR)")
     cfg = config_from_dict(state["config"], str(checkpoint))
-    model = build_model(cfg).to(device)
+    model = build_model(cfg).to(pick_device(device))
     model.load_state_dict(state["model"])
-    return cfg, model.eval()
+    return cfg, model.eval(), state.get("trial_id") or cfg.hash()
 
 
 def _set_batches(name, cfg, source, n_tokens):
@@ -53,22 +57,63 @@ def _set_batches(name, cfg, source, n_tokens):
     return list(ArraySource(name, arr, arr, cfg.model.vocab_size).val_batches(n_tokens, cfg.train.batch_size, S))
 
 
-def _ce(logits, targets):
+def _ce(logits, targets) -> float:
     """Summed next-token loss (nats) over the batch."""
     return float(F.cross_entropy(logits.detach().float().flatten(0, 1), targets.flatten(), reduction="sum"))
+
+
+class _Acc(dict):
+    """(think_steps, n_candidates) -> [summed loss, summed first energy, summed last energy]."""
+
+    def add(self, key, loss, e_first=math.nan, e_last=math.nan, n=1):
+        r = self.setdefault(key, [0.0, 0.0, 0.0])
+        r[0] += loss
+        r[1] += e_first * n
+        r[2] += e_last * n
+
+
+def _think_batch(model, x, t, steps, candidates, verify_steps, acc: _Acc, want_tokens: bool):
+    n = t.numel()
+    kvs = None if model.step_embeddings is not None else torch.no_grad()(model.context)(x)
+    energy = lambda y, k: model.energy_map(x, y, k, kvs)                      # (B, S)
+    longest = max(max(steps), verify_steps)
+    # think longer: one chain, read off after every requested step count; it is also
+    # the first candidate of self-verification
+    y0 = torch.randn(*x.shape, model.vocab_size, device=x.device) * model.e.init_std
+    e_start = float(energy(y0, 0).mean())
+    logits, _ = model.think(x, longest, y0=y0, learning=False, randomize=False, noise=True)
+    for k in steps:
+        acc.add((k, 1), _ce(logits[k - 1], t), e_start, float(energy(logits[k - 1], k).mean()), n)
+    best = logits[verify_steps - 1].detach()
+    best_e = energy(best, verify_steps)
+    tokens = None
+    if want_tokens:
+        tokens = (t, best_e, F.cross_entropy(best.float().transpose(1, 2), t, reduction="none"))
+    if verify_steps not in steps:
+        acc.add((verify_steps, 1), _ce(best, t), e_start, float(best_e.mean()), n)
+    # self-verification: fresh chains, the lowest final energy kept per position
+    for c in range(2, max(candidates) + 1):
+        y0 = torch.randn(*x.shape, model.vocab_size, device=x.device) * model.e.init_std
+        final = model.think(x, verify_steps, y0=y0, learning=False, randomize=False, noise=True)[0][-1].detach()
+        e = energy(final, verify_steps)
+        better = e < best_e
+        best = torch.where(better[..., None], final, best)
+        best_e = torch.where(better, e, best_e)
+        if c in candidates:
+            acc.add((verify_steps, c), _ce(best, t), e_start, float(best_e.mean()), n)
+    return tokens
 
 
 def system2(cfg, model, sets=("val", "ood:dyck", "ood:arith", "ood:python"),
             steps=(1, 2, 3, 6, 15, 30), candidates=(1, 2, 5, 10), verify_steps: int | None = None,
             n_tokens: int = 4096, seed: int = 0, trial_id: str = "", sweep: str = ""):
-    """Returns (rows, per-token energy frame)."""
+    """Returns (think rows, per-token energy frame or None)."""
     device = next(model.parameters()).device
     source = build_source(cfg.data)
     base = base_row(cfg, trial_id or cfg.hash(), sweep)
     base.update(device=device_label(device), dtype="fp32")
     is_ebt = cfg.is_ebt
-    if is_ebt:
-        verify_steps = verify_steps or cfg.ebt.eval_steps or (cfg.ebt.steps + cfg.ebt.random_extra_steps)
+    verify_steps = (verify_steps or cfg.ebt.default_eval_steps) if is_ebt else 1
     steps, candidates = sorted(set(steps)), sorted(set(candidates))
     rows, tokens_frame = [], None
     t0 = time.time()
@@ -76,56 +121,33 @@ def system2(cfg, model, sets=("val", "ood:dyck", "ood:arith", "ood:python"),
         torch.manual_seed(seed)
         batches = _set_batches(name, cfg, source, n_tokens)
         count = sum(b[:, 1:].numel() for b in batches)
-        results = {}       # (think_steps, n_candidates) -> [summed loss, energy first, energy last]
+        acc = _Acc()
         for bi, batch in enumerate(batches):
             batch = batch.to(device)
             x, t = batch[:, :-1], batch[:, 1:]
             if not is_ebt:
                 with torch.no_grad():
-                    results.setdefault((1, 1), [0.0, math.nan, math.nan])[0] += _ce(model(x), t)
+                    acc.add((1, 1), _ce(model(x), t))
                 continue
-            logits, energies = model.think(x, max(steps), learning=False, randomize=False, noise=True)
-            for k in steps:
-                r = results.setdefault((k, 1), [0.0, 0.0, 0.0])
-                r[0] += _ce(logits[k - 1], t)
-                r[1] += float(energies[0]) * t.numel()
-                r[2] += float(energies[k - 1]) * t.numel()
-            # self-verification: N chains, lowest final energy per position
-            finals, emaps = [], []
-            for _ in range(max(candidates)):
-                lg, _ = model.think(x, verify_steps, learning=False, randomize=False, noise=True)
-                finals.append(lg[-1].detach())
-                emaps.append(model.energy_map(x, lg[-1], step=verify_steps))
-            finals, emaps = torch.stack(finals), torch.stack(emaps)          # (N, B, S, V), (N, B, S)
-            for n in candidates:
-                best = emaps[:n].argmin(0)                                     # (B, S)
-                chosen = finals[:n].gather(0, best[None, ..., None].expand(1, *finals.shape[1:]))[0]
-                r = results.setdefault((verify_steps, n), [0.0, 0.0, 0.0])
-                if n > 1 or verify_steps not in steps:
-                    r[0] += _ce(chosen, t)
-                    r[1] += float(emaps[0].mean()) * t.numel()
-                    r[2] += float(emaps[:n].min(0).values.mean()) * t.numel()
-            if name == "val" and bi == 0:
-                e = emaps[0]
-                loss_tok = F.cross_entropy(finals[0].float().transpose(1, 2), t, reduction="none")
+            tok = _think_batch(model, x, t, steps, candidates, verify_steps, acc, name == "val" and bi == 0)
+            if tok is not None:
+                tt, e, loss_tok = tok
                 tokens_frame = pd.DataFrame({
-                    "trial_id": base["trial_id"], "family": base["family"], "sequence": np.repeat(np.arange(x.shape[0]), x.shape[1]),
-                    "position": np.tile(np.arange(x.shape[1]), x.shape[0]), "token": t.flatten().cpu().numpy(),
+                    "trial_id": base["trial_id"], "family": base["family"],
+                    "sequence": np.repeat(np.arange(x.shape[0]), x.shape[1]),
+                    "position": np.tile(np.arange(x.shape[1]), x.shape[0]), "token": tt.flatten().cpu().numpy(),
                     "energy": e.flatten().cpu().numpy(), "loss": loss_tok.flatten().detach().cpu().numpy()})
-        for (k, n), (loss_sum, e_first, e_last) in sorted(results.items()):
+        for (k, n), (loss_sum, e_first, e_last) in sorted(acc.items()):
             loss = loss_sum / count
-            ppl = math.exp(min(loss, 50.0))
             rows.append(Row(kind="think", eval_set=name, think_steps=k, n_candidates=n, forward_passes=k * n,
-                            val_loss=loss, val_ppl=ppl, energy_first=e_first / count if is_ebt else math.nan,
-                            energy_last=e_last / count if is_ebt else math.nan, step=base["total_steps"],
-                            tokens=base["total_tokens"], flops=base["total_tokens"] * base["flops_per_token"],
+                            val_loss=loss, val_ppl=ppl(loss), energy_first=e_first / count,
+                            energy_last=e_last / count, ebt_steps=float(k) if is_ebt else math.nan,
+                            step=base["total_steps"], tokens=base["total_tokens"],
+                            flops=base["total_tokens"] * base["flops_per_token"],
                             wall_time=time.time() - t0, time_unix=time.time(), **base))
-    # OOD ratio: how far out of distribution a set is for this model, one number per set:
-    # its perplexity over the validation perplexity, both at the default thinking
-    # (the point's eval steps, one candidate; one forward pass for Transformer++).
-    ref_steps = verify_steps if is_ebt else 1
     ppl_at = {(r.eval_set, r.think_steps, r.n_candidates): r.val_ppl for r in rows}
     for r in rows:
-        ref = ppl_at.get(("val", ref_steps, 1))
-        r.ood_ratio = ppl_at[(r.eval_set, ref_steps, 1)] / ref if ref else math.nan
+        ref = ppl_at.get(("val", verify_steps, 1))
+        own = ppl_at.get((r.eval_set, verify_steps, 1))
+        r.ood_ratio = own / ref if ref and own else math.nan
     return rows, tokens_frame
