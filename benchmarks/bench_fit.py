@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ebt_scaling.fit import api
+from ebt_scaling import report as api
 from ebt_scaling.fit import io as rio
 from ebt_scaling.results.schema import COLUMNS, Row, arrow_schema
 

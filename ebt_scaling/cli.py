@@ -43,7 +43,7 @@ def _train(args) -> int:
 
 
 def _fit(args) -> int:
-    from .fit.api import run_fit
+    from .report import run_fit, summary
     extrapolate = {}
     for item in args.extrapolate or []:
         if "=" not in item:
@@ -52,7 +52,7 @@ def _fit(args) -> int:
         extrapolate[k] = float(v)
     result = run_fit(args.source, Path(args.out), metric=args.metric, axes=args.axis or None,
                      select=args.select, extrapolate=extrapolate or None)
-    print(result.summary())
+    print(summary(result))
     return 0
 
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ebt_scaling.fit import run_fit
+from ebt_scaling.report import run_fit, summary
 from ebt_scaling.fit.io import plan_axes
 from ebt_scaling.results.schema import COLUMNS, Row, arrow_schema
 
@@ -95,7 +95,7 @@ def test_writes_table_report_and_figures(result):
         assert text in report, text
     for name in ("fit_data", "fit_depth", "fit_all", "thinking_passes", "thinking_ood"):
         assert (out / f"{name}.pdf").exists() and (out / f"{name}.png").exists(), name
-    assert "scaling-rate gain" in result.summary()
+    assert "scaling-rate gain" in summary(result)
 
 
 def test_pdfs_are_vector_with_embedded_truetype_fonts(result):

@@ -1,15 +1,15 @@
-"""`run_fit`: results in, fits, report and figures out (what `ebt-sweep fit` calls).
+"""`fit_source`: results in, fits out (ebt_scaling.report.run_fit adds the writing).
 
-    run_fit(source, out, metric="val_ppl", axes=None, select="final",
-            extrapolate=None, *, baseline="transformer_pp", n_boot=1000,
-            n_boot_saturating=200, seed=0, figures=True) -> FitResult
+    fit_source(source, out, metric="val_ppl", axes=None, select="final",
+               extrapolate=None, *, baseline="transformer_pp", n_boot=1000,
+               n_boot_saturating=200, seed=0) -> FitResult
 
 Pipeline: read rows (io) -> each trial's final evaluation -> which axes each
 sweep varied -> per (sweep, axis, family): the paper's log-log line with
 bootstrap draws, and the saturating law where there are >= 4 distinct x ->
 each non-baseline family against the baseline (gain, p-value, crossover) ->
-extrapolations -> isoFLOP and Chinchilla fits where the design allows ->
-fits.csv, report.md, figures. Anything that cannot be fitted becomes a note
+extrapolations -> isoFLOP and Chinchilla fits where the design allows. The report
+layer turns the FitResult into fits.csv, report.md and figures. Anything that cannot be fitted becomes a note
 and the rest is still fitted; only input that yields nothing raises.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ class AxisFamilyFit:
 
 @dataclass(frozen=True, eq=False)
 class FitResult:
-    """What `run_fit` found and wrote. `summary()` is the text the CLI prints."""
+    """What `fit_source` found (and, once ebt_scaling.report has written it, the files)."""
 
     source: str
     out: Path
@@ -73,15 +73,11 @@ class FitResult:
     chinchilla_extrapolation: dict[str, Interval] = field(default_factory=dict)
     think_rows: pd.DataFrame = field(default_factory=pd.DataFrame)   # kind=='think' rows, for figures
 
-    def summary(self) -> str:
-        from ebt_scaling.report.tables import summary_text
-        return summary_text(self)
 
-
-def run_fit(source, out, metric: str = "val_ppl", axes=None, select: str = "final",
-            extrapolate: dict | None = None, *, baseline: str = rio.BASELINE, n_boot: int = 1000,
-            n_boot_saturating: int = 200, seed: int = 0, figures: bool = True) -> FitResult:
-    """Fit every varied axis of the results at `source` and write fits.csv, report.md, figures to `out`.
+def fit_source(source, out, metric: str = "val_ppl", axes=None, select: str = "final",
+               extrapolate: dict | None = None, *, baseline: str = rio.BASELINE, n_boot: int = 1000,
+               n_boot_saturating: int = 200, seed: int = 0) -> FitResult:
+    """Fit every varied axis of the results at `source` (`out` is where the report goes).
 
     source: a results folder (all *.parquet below it), one .parquet, or a .csv
         (result rows, or the Chinchilla points: "Model Size", "Training FLOP", "loss").
@@ -104,7 +100,7 @@ def run_fit(source, out, metric: str = "val_ppl", axes=None, select: str = "fina
     else:
         result = _run_results(table, out, metric, axes, select, extrapolate, baseline,
                               n_boot, n_boot_saturating, seed)
-    return _write(result, figures)
+    return result
 
 
 def _parse_extrapolate(extrapolate) -> dict[str, float]:
@@ -364,26 +360,3 @@ def _run_chinchilla_points(table, out, n_boot, seed, extrapolate) -> FitResult:
                      chinchilla={"chinchilla_points": fit}, isoflop={}, thinking=pd.DataFrame(),
                      table=pd.DataFrame(), notes=tuple(notes), n_rows_read=len(frame),
                      n_trials=int(N.size), chinchilla_extrapolation=extra)
-
-
-# ---------------------------------------------------------------- writing
-def _write(result: FitResult, figures: bool) -> FitResult:
-    from dataclasses import replace
-
-    from ebt_scaling.report import tables
-    out = result.out
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"{out}: cannot create the output folder ({err}); pass --out a writable path") from err
-    table = tables.fits_table(result)
-    files = [out / "fits.csv"]
-    table.to_csv(files[0], index=False)
-    result = replace(result, table=table)
-    if figures:
-        from ebt_scaling.report import figures as figs
-        files += figs.write_figures(result, out)
-    files.append(out / "report.md")
-    result = replace(result, files=tuple(files))
-    tables.write_report(result, out / "report.md")
-    return result
