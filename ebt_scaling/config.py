@@ -67,7 +67,7 @@ class EBTConfig:
     random_extra_steps: int = 0         # S2: steps drawn uniformly in [steps, steps+extra]
     eval_steps: int = 0                 # steps at validation (0 -> steps + extra)
     step_embeddings: bool = False       # S1: one learned prefix token per step
-    alpha: float = 0.0                  # 0 -> alpha_ref * (vocab_size / alpha_ref_vocab)
+    alpha: float = 0.0                  # 0 -> alpha_ref * (vocab_size / alpha_ref_vocab) ** 0.25
     alpha_ref: float = 5.0              # the paper's alpha, tuned at alpha_ref_vocab
     alpha_ref_vocab: int = 50277
     alpha_learnable: bool = False
