@@ -190,13 +190,7 @@ def thinking_table(think, metric: str, baseline: str):
 
     if think is None or len(think) == 0:
         return pd.DataFrame()
-    think = think.copy()
-    if metric not in think.columns or think[metric].isna().all():
-        metric = "val_ppl"
-    think["eval_set"] = think["eval_set"].astype(object).where(think["eval_set"].notna(), "").astype(str).replace("", "val")
-    fp = think["forward_passes"].where(think["forward_passes"] > 0,
-                                      think["think_steps"].clip(lower=1) * think["n_candidates"].clip(lower=1))
-    think["forward_passes"] = fp
+    think, metric = normalise_think(think, metric)
     rows = []
     for (family, eval_set), g in think.groupby(["family", "eval_set"], sort=True):
         by_fp = g.groupby("forward_passes")[metric].median()
@@ -212,3 +206,16 @@ def thinking_table(think, metric: str, baseline: str):
                      "ood_ratio": float(g["ood_ratio"].median()) if "ood_ratio" in g else float("nan"),
                      "n_trials": int(g["trial_id"].nunique())})
     return pd.DataFrame(rows)
+
+
+def normalise_think(think, metric: str):
+    """kind=='think' rows made uniform: an empty eval_set is "val", a missing
+    forward_passes is think_steps x n_candidates; falls back to val_ppl when `metric`
+    is absent. Returns (a copy of the rows, the metric to use)."""
+    think = think.copy()
+    if metric not in think.columns or think[metric].isna().all():
+        metric = "val_ppl"
+    think["eval_set"] = think["eval_set"].astype(object).where(think["eval_set"].notna(), "").astype(str).replace("", "val")
+    think["forward_passes"] = think["forward_passes"].where(
+        think["forward_passes"] > 0, think["think_steps"].clip(lower=1) * think["n_candidates"].clip(lower=1))
+    return think, metric

@@ -186,13 +186,8 @@ def thinking_figures(think, table, metric: str, families: list[str], out: Path) 
     """Metric vs forward passes per eval set; improvement from thinking vs OOD ratio."""
     matplotlib, plt = _plt()
     files = []
-    think = think.copy()
-    if metric not in think.columns or think[metric].isna().all():
-        metric = "val_ppl"
-    think["eval_set"] = think["eval_set"].astype(object).where(think["eval_set"].notna(), "").astype(str).replace("", "val")
-    fp = think["forward_passes"].where(think["forward_passes"] > 0,
-                                      think["think_steps"].clip(lower=1) * think["n_candidates"].clip(lower=1))
-    think["forward_passes"] = fp
+    from ebt_scaling.fit.compare import normalise_think
+    think, metric = normalise_think(think, metric)
     sets = sorted(think["eval_set"].unique())
     n = len(sets)
     ncols = min(3, n)
