@@ -661,8 +661,9 @@ def fit_isoflop(C, N, D, L, *, n_boot: int = 1000, rng: np.random.Generator, uni
         bu, bd = np.stack(draws_u, axis=1), np.stack(draws_d, axis=1)       # (B, budgets)
         a_d, lk_d = _ols_rows(logc, bu)
         b_d, lkp_d = _ols_rows(logc, bd)
-        intervals = [percentile_interval(a_hat[0], a_d), percentile_interval(10 ** lk_hat[0], 10 ** lk_d),
-                     percentile_interval(b_hat[0], b_d), percentile_interval(10 ** lkp_hat[0], 10 ** lkp_d)]
+        with np.errstate(over="ignore"):     # a wild bootstrap draw may overflow to inf: fine for percentiles
+            intervals = [percentile_interval(a_hat[0], a_d), percentile_interval(10 ** lk_hat[0], 10 ** lk_d),
+                         percentile_interval(b_hat[0], b_d), percentile_interval(10 ** lkp_hat[0], 10 ** lkp_d)]
     else:
         intervals = [Interval(float(v), np.nan, np.nan) for v in (a_hat[0], 10 ** lk_hat[0], b_hat[0], 10 ** lkp_hat[0])]
     if len(rows) == 2:

@@ -78,6 +78,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "all"
 
 
+def _compact(v: float) -> str:
+    """Tick labels that fit side by side: 500, 2e5, 1e12 rather than 200000."""
+    if v <= 0 or 1e-3 <= abs(v) < 1e4:
+        return f"{v:g}"
+    e = int(math.floor(math.log10(abs(v)) + 1e-9))
+    return f"{v / 10 ** e:g}e{e}"
+
+
 def _log_ticks(ax, which: str = "y"):
     matplotlib, _ = _plt()
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
@@ -85,11 +93,13 @@ def _log_ticks(ax, which: str = "y"):
     lo, hi = ax.get_ylim() if which == "y" else ax.get_xlim()
     if hi / lo < 3:     # within a factor 3 (perplexity 100-130): evenly spaced plain numbers
         axis.set_major_locator(MaxNLocator(nbins=5))
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: _compact(v)))
     elif hi / lo < 300:   # narrow ranges (2-24 layers, ppl 30-90): plain 1-2-5 labels
         subs = (1.0, 2.0, 3.0, 5.0) if hi / lo < 30 else (1.0, 2.0, 5.0)
+        if which == "x" and hi >= 1e4:     # wide labels: fewer of them
+            subs = (1.0, 3.0)
         axis.set_major_locator(LogLocator(base=10, subs=subs))
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: _compact(v)))
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -229,18 +239,24 @@ def thinking_figures(think, table, metric: str, families: list[str], out: Path) 
 
         if table is not None and not table.empty and table["ood_ratio"].notna().any():
             fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.45))
+            ratios = table["ood_ratio"][np.isfinite(table["ood_ratio"]) & (table["ood_ratio"] > 0)]
+            log_x = len(ratios) and ratios.max() / ratios.min() > 10      # e.g. Dyck at 1e5
             for family, g in table.groupby("family", sort=True):
                 colour, marker, label = family_style(family, families)
-                g = g[np.isfinite(g["ood_ratio"])]
+                g = g[np.isfinite(g["ood_ratio"]) & (g["ood_ratio"] > 0)]
                 ax.plot(g["ood_ratio"], g["improvement_pct"], linestyle="none", marker=marker, color=colour,
                         label=label)
-                if g["ood_ratio"].nunique() >= 2:
-                    slope, intercept = np.polyfit(g["ood_ratio"], g["improvement_pct"], 1)
-                    xx = np.linspace(g["ood_ratio"].min(), g["ood_ratio"].max(), 20)
-                    ax.plot(xx, intercept + slope * xx, color=colour, linewidth=0.8)
-                for _, r in g.iterrows():
-                    ax.annotate(r["eval_set"], (r["ood_ratio"], r["improvement_pct"]), fontsize=5,
-                                xytext=(2, 2), textcoords="offset points")
+                if g["ood_ratio"].nunique() >= 2:     # the paper's trend: improvement vs OOD ratio
+                    u = np.log10(g["ood_ratio"]) if log_x else g["ood_ratio"]
+                    slope, intercept = np.polyfit(u, g["improvement_pct"], 1)
+                    uu = np.linspace(u.min(), u.max(), 20)
+                    ax.plot(10 ** uu if log_x else uu, intercept + slope * uu, color=colour, linewidth=0.8)
+                if g["improvement_pct"].abs().max() > 0:   # a family that cannot think needs no labels
+                    for _, r in g.iterrows():
+                        ax.annotate(r["eval_set"], (r["ood_ratio"], r["improvement_pct"]), fontsize=5,
+                                    xytext=(2, 2), textcoords="offset points")
+            if log_x:
+                ax.set_xscale("log")
             ax.set_xlabel("OOD ratio (ppl on set / in-distribution ppl)")
             ax.set_ylabel("Improvement from thinking (%)")
             ax.legend(loc="upper left")

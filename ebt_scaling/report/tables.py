@@ -213,8 +213,10 @@ def report_markdown(result) -> str:
     if not result.thinking.empty:
         t = result.thinking
         L.append("## Thinking (System 2)\n")
-        L.append("Improvement = (metric at the fewest forward passes - best metric) / metric at the fewest.\n")
-        L.append("| family | eval set | ood ratio | 1-pass | best | at passes | improvement |")
+        L.append("Improvement = (metric at the point's default inference - best metric over all thinking "
+                 "settings: steps and best-of-N) / metric at the default. Default: one candidate at the steps the point "
+                 "was trained and validated with (one forward pass for Transformer++).\n")
+        L.append("| family | eval set | ood ratio | default | best | at passes | improvement |")
         L.append("|---|---|---|---|---|---|---|")
         for _, r in t.iterrows():
             L.append(f"| {r.family} | {r.eval_set} | {_fmt(r.ood_ratio, 3)} | {_fmt(r.metric_1pass)} | "

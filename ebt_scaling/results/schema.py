@@ -66,7 +66,8 @@ class Row:
     tokens_per_s: float = NaN
     mfu: float = NaN                 # achieved / peak FLOP/s (NaN when the peak is unknown)
     # --- EBT
-    ebt_steps: float = NaN           # optimisation steps (mean when randomised)
+    ebt_steps: float = NaN           # optimisation steps (mean when randomised); in think
+                                     # rows the point's own eval steps (think_steps: the row's)
     ebt_alpha: float = NaN           # step size (learnable or base value)
     energy_first: float = NaN        # mean energy at the start of thinking (*)
     energy_last: float = NaN         # mean energy at the end of thinking (*)

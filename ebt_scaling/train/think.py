@@ -141,7 +141,8 @@ def system2(cfg, model, sets=("val", "ood:dyck", "ood:arith", "ood:python"),
             loss = loss_sum / count
             rows.append(Row(kind="think", eval_set=name, think_steps=k, n_candidates=n, forward_passes=k * n,
                             val_loss=loss, val_ppl=ppl(loss), energy_first=e_first / count,
-                            energy_last=e_last / count, ebt_steps=float(k) if is_ebt else math.nan,
+                            energy_last=e_last / count,
+                            ebt_steps=float(verify_steps) if is_ebt else math.nan,   # the point's own
                             step=base["total_steps"], tokens=base["total_tokens"],
                             flops=base["total_tokens"] * base["flops_per_token"],
                             wall_time=time.time() - t0, time_unix=time.time(), **base))
