@@ -154,11 +154,10 @@ def trained_s2(tmp_path_factory):
                                       "log_every": 50},
                             "optim": {"lr": 3e-3}})
     from ebt_scaling.data import build_source
-    from ebt_scaling.models.registry import build_model
     from ebt_scaling.train.loop import with_vocab
     cfg = with_vocab(cfg, 32)
     sink = MemorySink()
-    # train() builds its own model; rebuild the same one from the checkpoint-free path:
+    # train, then read the model back from its checkpoint as `ebt-sweep think` does
     ck = str(tmp_path_factory.mktemp("ck"))
     from dataclasses import replace
     cfg = replace(cfg, train=replace(cfg.train, checkpoint_dir=ck))

@@ -1,6 +1,5 @@
 """run_fit end to end on real parquet files in the row schema: files, axes, report, figures."""
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

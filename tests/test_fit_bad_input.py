@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ebt_scaling.report import run_fit, summary
+from ebt_scaling.report import run_fit
 from test_fit_api import SLOPES, X, rows_for, write
 
 

@@ -9,7 +9,6 @@ stops at its start gives intervals ~20x too narrow.
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from ebt_scaling.report import run_fit, summary

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 

@@ -5,8 +5,6 @@ Shapes: B batch, S sequence, D width, H heads, K head width (D = H * K).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -181,7 +181,7 @@ def combined_figure(groups, metric: str, families: list[str], path: Path) -> lis
             ax.set_title(title)
         for ax in axes.ravel()[n:]:
             ax.set_visible(False)
-        handles, labels = {}, {}
+        handles = {}
         for ax in axes.ravel()[:n]:
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)

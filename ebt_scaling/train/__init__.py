@@ -1,2 +1,2 @@
 """Training one point: `train(config, sink) -> Summary`. Knows nothing of Ray or Slurm."""
-from .loop import Summary, train  # noqa: F401
+from .loop import Summary, train  # noqa: F401  (the public entry point)
