@@ -12,8 +12,8 @@ from .config import ConfigError
 
 EPILOG = """\
 typical use:
-  ebt-sweep train examples/tiny.yaml                 train one point, rows under results/points/
-  ebt-sweep think results/points/CKPT ...            System-2 evaluation of a trained EBT
+  ebt-sweep train examples/tiny.yaml                 train one point, rows under runs/points/
+  ebt-sweep think DIR/last.pt                        System-2 evaluation (train --checkpoint-dir DIR)
   ebt-sweep plan sweeps/depth.yaml                   list a sweep's trials, touch nothing
   ebt-sweep launch sweeps/depth.yaml                 train every trial (Ray, local or Slurm)
   ebt-sweep status sweeps/depth.yaml                 done / running / failed / pending
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="point config (see examples/tiny.yaml)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set model.d_model=128 (repeatable)")
-    t.add_argument("--out", default="results/points", help="folder for the parquet rows (default: results/points)")
+    t.add_argument("--out", default="runs/points", help="folder for the parquet rows (default: runs/points)")
     t.add_argument("--checkpoint-dir", help="save/resume checkpoints here")
     t.set_defaults(func=_train)
 
