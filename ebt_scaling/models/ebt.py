@@ -92,11 +92,14 @@ class EBT(nn.Module):
         cos, sin = self._rope(prefix + 1, S, p.device)    # prediction i sits where token i+1 is
         # prediction i may see observed keys 0..i (shifted by the prefix)
         seen = torch.ones(S, S + prefix, dtype=torch.bool, device=p.device).tril(diagonal=prefix)
+        # an additive -inf bias rather than masked_fill: the same scores, and its backward
+        # (and the thinking step's double backward) is the identity instead of a masked copy
+        bias = torch.zeros(S, S + prefix, dtype=p.dtype, device=p.device).masked_fill(~seen, float("-inf"))
         scale = 1.0 / math.sqrt(self.head_dim)
         for layer, (k_obs, v_obs) in zip(self.layers, kvs):
             q, k, v = layer.attention.heads(layer.attention_norm(x), cos, sin)    # (B, H, S, K)
             s_obs = (q @ k_obs.transpose(-1, -2)) * scale                        # (B, H, S, S_o)
-            s_obs = s_obs.masked_fill(~seen, float("-inf"))
+            s_obs = s_obs + bias
             s_self = (q * k).sum(-1, keepdim=True) * scale                       # (B, H, S, 1)
             a = softmax32(torch.cat([s_obs, s_self], dim=-1))
             y = a[..., :-1] @ v_obs + a[..., -1:] * v                            # (B, H, S, K)
