@@ -86,6 +86,17 @@ def _compact(v: float) -> str:
     return f"{v / 10 ** e:g}e{e}"
 
 
+def _panel_handles(axes, n: int) -> dict:
+    """Hide the unused panels of a grid and gather one legend handle per label."""
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    handles = {}
+    for ax in axes.ravel()[:n]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    return handles
+
+
 def _log_ticks(ax, which: str = "y"):
     matplotlib, _ = _plt()
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
@@ -179,12 +190,7 @@ def combined_figure(groups, metric: str, families: list[str], path: Path) -> lis
         for ax, (title, fits, comps, extraps) in zip(axes.ravel(), groups):
             _draw_axis(ax, fits, comps, extraps, metric, families)
             ax.set_title(title)
-        for ax in axes.ravel()[n:]:
-            ax.set_visible(False)
-        handles = {}
-        for ax in axes.ravel()[:n]:
-            for h, lab in zip(*ax.get_legend_handles_labels()):
-                handles.setdefault(lab, h)
+        handles = _panel_handles(axes, n)
         fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=len(handles),
                    bbox_to_anchor=(0.5, 1.0))
         fig.tight_layout(rect=(0, 0, 1, 0.95))
@@ -226,12 +232,7 @@ def thinking_figures(think, table, metric: str, families: list[str], out: Path) 
             _log_ticks(ax, "y")
             from matplotlib.ticker import FuncFormatter
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        for ax in axes.ravel()[n:]:
-            ax.set_visible(False)
-        handles = {}
-        for ax in axes.ravel()[:n]:
-            for h, lab in zip(*ax.get_legend_handles_labels()):
-                handles.setdefault(lab, h)
+        handles = _panel_handles(axes, n)
         fig.legend(list(handles.values()), list(handles), loc="upper center",
                    ncol=min(len(handles), 3), bbox_to_anchor=(0.5, 1.0))
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.06 * math.ceil(len(handles) / 3) / nrows))
