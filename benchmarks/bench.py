@@ -20,6 +20,7 @@ import torch
 from ebt_scaling import flops as F
 from ebt_scaling.config import config_from_dict
 from ebt_scaling.models.registry import build_model
+from ebt_scaling.train.loop import flush_denormals
 from ebt_scaling.train.optim import build_optimizer
 
 SIZES = [  # (layers, width, heads, context, batch)
@@ -59,6 +60,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=8)
     args = ap.parse_args()
+    flush_denormals()                   # as every training run does (train/loop.py)
     peak = F.measured_cpu_matmul_peak(n=1024, repeats=10)
     print(f"# ebt-scaling training benchmark\n\nmachine: {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32; "

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from ebt_scaling.config import config_from_dict
 from ebt_scaling.data.sources import MarkovSource, build_source, shakespeare_plays
@@ -134,3 +135,15 @@ def test_resume_from_a_checkpoint_at_the_last_step_keeps_every_row(tmp_path):
     train(tiny(), full)
     key = lambda rows: [(r.kind, r.step) for r in rows]
     assert key(resumed.rows) == key(full.rows)
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU cannot flush denormals")
+def test_training_flushes_denormals():
+    """Denormals (an EBT's underflowing softmax makes them) cost ~100x per operation on
+    x86; train() turns on flush-to-zero for the process (benchmarks/RESULTS.md)."""
+    torch.set_flush_denormal(False)                     # earlier tests may have trained
+    tiny_denormal = torch.tensor([1e-39])
+    assert (tiny_denormal * 1.0).item() != 0.0          # plain IEEE before training
+    train(tiny(train={"steps": 2, "eval_every": 2}), MemorySink())
+    assert (tiny_denormal * 1.0).item() == 0.0
+    torch.set_flush_denormal(False)

@@ -76,6 +76,19 @@ def base_row(cfg: Config, trial_id: str, sweep: str) -> dict:
         package_version=__version__)
 
 
+def flush_denormals() -> None:
+    """Treat denormal floats as zero on the CPU (x86 FTZ/DAZ; a no-op where unsupported).
+
+    An EBT's softmax over logits moved by a large alpha underflows into denormals
+    (below 1.2e-38), and each arithmetic operation on one costs about a hundred times a
+    normal one: S1 training steps ran up to 2x slower while they lasted (S1 at L2 d128,
+    batch 16, ctx 128: 240-490 ms per step against a steady 240 ms flushed;
+    benchmarks/RESULTS.md). Flushing changes values only below 1.2e-38; a shipped study
+    trial retrained with it reproduced its validation loss bit for bit. GPUs under bf16
+    autocast flush anyway."""
+    torch.set_flush_denormal(True)
+
+
 def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "") -> Summary:
     """Train one point, writing rows to `sink` (emit/flush/truncate_after)."""
     trial_id = trial_id or cfg.hash()
@@ -86,6 +99,7 @@ def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "") -> Su
     try:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        flush_denormals()
         source = build_source(cfg.data, need_tokens=cfg.total_tokens)
         cfg = with_vocab(cfg, source.vocab_size)
         base = base_row(cfg, trial_id, sweep)

@@ -34,7 +34,7 @@ from ..data.sources import ArraySource
 from ..data.tokenizers import build_tokenizer
 from ..models.registry import build_model
 from ..results.schema import Row
-from .loop import base_row, device_label, pick_device, ppl
+from .loop import base_row, device_label, flush_denormals, pick_device, ppl
 
 
 def load_point(checkpoint: str | Path, device: str = "cpu"):
@@ -108,6 +108,7 @@ def system2(cfg, model, sets=("val", "ood:dyck", "ood:arith", "ood:python"),
             steps=(1, 2, 3, 6, 15, 30), candidates=(1, 2, 5, 10), verify_steps: int | None = None,
             n_tokens: int = 4096, seed: int = 0, trial_id: str = "", sweep: str = ""):
     """Returns (think rows, per-token energy frame or None)."""
+    flush_denormals()
     device = next(model.parameters()).device
     source = build_source(cfg.data)
     base = base_row(cfg, trial_id or cfg.hash(), sweep)
