@@ -56,6 +56,7 @@ class ModelConfig:
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     init_gain: float = 1.0              # Xavier-normal gain for every Linear
+    embed_init: str = "normal"          # token/step embeddings: "normal" N(0, 1) as the reference, or "xavier"
 
 
 @dataclass(frozen=True)
@@ -395,6 +396,7 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
           "markov_vocab must be >= 2 and markov_order >= 1")
     _need(1 <= d.markov_branching <= d.markov_vocab, f"{s}: data.markov_branching",
           "must be between 1 and markov_vocab")
+    _need(m.embed_init in ("normal", "xavier"), f"{s}: model.embed_init", "one of normal, xavier")
     _need(t.batch_size >= 1, f"{s}: train.batch_size", "must be >= 1")
     _need((t.tokens > 0) != (t.steps > 0), f"{s}: train.tokens",
           "set exactly one of train.tokens (a token budget) or train.steps, and make it > 0")

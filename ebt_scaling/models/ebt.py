@@ -52,7 +52,7 @@ class EBT(nn.Module):
             Block(m.d_model, m.n_heads, m.d_ffn, m.norm_eps) for _ in range(m.n_layers))
         self.norm = RMSNorm(m.d_model, m.norm_eps)
         self.energy_head = nn.Linear(m.d_model, 1, bias=False)
-        init_weights(self, m.init_gain)
+        init_weights(self, m.init_gain, m.embed_init)
         alpha0 = resolve_alpha(e, m.vocab_size)
         self.alpha = nn.Parameter(torch.tensor(float(alpha0)), requires_grad=e.alpha_learnable)
         self.alpha_lr_mult = e.alpha_lr_mult or 3.0 * alpha0

@@ -95,9 +95,11 @@ class Block(nn.Module):
         return x + self.ffn(self.ffn_norm(x))
 
 
-def init_weights(module: nn.Module, gain: float = 1.0) -> None:
-    """Xavier-normal for every Linear and Embedding, as the reference code initialises
-    the whole model (weight_initialization_method = xavier)."""
+def init_weights(module: nn.Module, gain: float = 1.0, embed_init: str = "normal") -> None:
+    """Xavier-normal for every Linear, as the reference code initialises its models
+    (weight_initialization_method = xavier). Its initialiser touches Linear layers only,
+    so its token embeddings (and S1 step embeddings) keep nn.Embedding's N(0, 1):
+    embed_init="normal" does the same; "xavier" treats them as the Linears."""
     for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Embedding)):
+        if isinstance(m, nn.Linear) or (isinstance(m, nn.Embedding) and embed_init == "xavier"):
             nn.init.xavier_normal_(m.weight, gain=gain)

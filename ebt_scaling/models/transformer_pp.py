@@ -18,7 +18,7 @@ class TransformerPP(nn.Module):
             Block(cfg.d_model, cfg.n_heads, cfg.d_ffn, cfg.norm_eps) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.output = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)   # untied
-        init_weights(self, cfg.init_gain)
+        init_weights(self, cfg.init_gain, cfg.embed_init)
 
     def rope(self, S: int, device, offset: int = 0):
         pos = torch.arange(offset, offset + S, device=device)
