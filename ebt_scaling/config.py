@@ -351,8 +351,9 @@ def resolve_alpha(e: EBTConfig, vocab_size: int) -> float:
 
     The paper's alpha (5 for S2, 500 for S1) was tuned for V = 50277. The logit update
     is alpha * dE/dp, and the size of dE/dp at initialisation depends on V: in our
-    model its standard deviation is about 12 at V = 256, 9-11 at V = 4096 and 3 at
-    V = 50277 (measured at d = 64 and 384, two layers), close to V^-1/4. We keep the
+    model (N(0, 1) embeddings) its standard deviation is 17-19 at V = 256, 14-16 at
+    V = 4096 and 3.3-4.2 at V = 50277 (d = 64 and 384, two layers; with Xavier
+    embeddings 14-15, 10-11 and 2.5-3), about V^-1/4. We keep the
     first update the size the paper tuned for, alpha = alpha_ref * (V / alpha_ref_vocab)
     ** (1/4) (x0.27 at V = 256: S2 1.33, S1 133), unless the user fixes `alpha`. The
     recipe (section 9) found the paper's alpha far too large at V = 256 in the

@@ -29,6 +29,7 @@ def test_loads_and_overrides(tmp_path):
     ("model: {size: huge}\ntrain: {steps: 1}\n", "model.size", "allowed"),
     ("model: {family: ebt}\nebt: {preset: s3}\ntrain: {steps: 1}\n", "ebt.preset", "allowed"),
     ("data: {source: web}\ntrain: {steps: 1}\n", "data.source", "not one of"),
+    ("model: {embed_init: uniform}\ntrain: {steps: 1}\n", "model.embed_init", "one of normal, xavier"),
     ("- a list\n", "", "top level must be a mapping"),
 ])
 def test_bad_yaml_names_file_and_key(tmp_path, text, key, hint):

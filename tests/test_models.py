@@ -28,6 +28,24 @@ def test_analytic_params_equal_counted(kw, family, ebt):
     assert sum(p.numel() for p in model.parameters()) == F.total_params(cfg)
 
 
+def test_init_follows_the_reference():
+    """Xavier-normal Linears; token and S1 step embeddings N(0, 1) (the reference's
+    initialiser skips nn.Embedding); embed_init="xavier" treats embeddings as Linears."""
+    V, d = 512, 64
+    torch.manual_seed(0)
+    tpp, s1 = build_model(cfg_of(V=V, d=d)), build_model(cfg_of("ebt", V=V, d=d, preset="ebt_s1"))
+    for emb in (tpp.tok_embeddings, s1.tok_embeddings):
+        assert emb.weight.std().item() == pytest.approx(1.0, abs=0.03)
+    assert s1.step_embeddings.weight.std().item() == pytest.approx(1.0, abs=0.3)      # 2 x 64 values
+    for lin, (fan_in, fan_out) in [(tpp.layers[0].attention.wq, (d, d)), (tpp.output, (d, V)),
+                                   (s1.prob_embed, (V, d)), (s1.energy_head, (d, 1))]:
+        want = (2.0 / (fan_in + fan_out)) ** 0.5
+        assert lin.weight.std().item() == pytest.approx(want, rel=0.15 if fan_out > 1 else 0.3)
+    x = config_from_dict({"model": {"family": "transformer_pp", "n_layers": 1, "d_model": d, "n_heads": 2,
+                                    "vocab_size": V, "embed_init": "xavier"}, "train": {"steps": 1}})
+    assert build_model(x).tok_embeddings.weight.std().item() == pytest.approx((2.0 / (V + d)) ** 0.5, rel=0.05)
+
+
 def test_paper_ladder_non_embedding_params():
     # recipe section 2: xxs 6.18M, xs 12.4M, medium 176M, large 396M (the paper's rounding)
     for size, paper in [("xxs", 6.18e6), ("xs", 12.4e6), ("medium", 176e6), ("large", 396e6)]:
