@@ -152,3 +152,15 @@ def test_bootstrap_weights_resample_trials_whole():
     assert np.all(W.sum(axis=1) > 0)
     distinct = ((W[:, [0, 2, 3]] > 0).sum(axis=1))
     assert distinct.min() >= 2
+
+
+def test_saturating_fit_survives_a_singular_bootstrap_draw():
+    """A bootstrap draw from a real study line (EBT depth, 8 trials) that leaves out x = 1:
+    one term's weight underflows to 0 and the damping decays until the normal equations are
+    exactly singular. `ebt-sweep fit` crashed on it; the draw must give a finite fit."""
+    x = [2.0, 3.0, 3.0, 1.0, 1.0, 4.0, 4.0, 2.0]
+    L = [2.340357393026352, 2.2589502036571503, 2.2498976588249207, 2.4452454149723053,
+         2.4404323995113373, 2.2350334525108337, 2.259793668985367, 2.335416078567505]
+    f = fit_saturating(x, L, n_boot=0, weights=np.array([[4.0, 1, 1, 0, 0, 0, 2, 0]]))
+    assert f.n_boot_ok == 1
+    assert all(np.isfinite(v).all() for v in f.draws.values())

@@ -287,7 +287,13 @@ class _LseModel:
             JtJ = np.einsum("bni,bnj->bij", J, J)
             Jtr = np.einsum("bni,bn->bi", J, r)
             A = JtJ + lam[:, None, None] * (JtJ * eye + 1e-12 * eye)
-            step = -np.linalg.solve(A, Jtr[..., None])[..., 0]
+            try:
+                step = -np.linalg.solve(A, Jtr[..., None])[..., 0]
+            except np.linalg.LinAlgError:
+                # a draw where a term has vanished (its softmax weight underflows to 0) and
+                # the damping has decayed to nothing: A is exactly singular there. Least
+                # squares gives the minimum-norm step, which leaves that term alone.
+                step = -(np.linalg.pinv(A) @ Jtr[..., None])[..., 0]
             trial = theta + step
             trial[:, 0] = np.maximum(trial[:, 0], lower)
             r_new, J_new = resid_jac(trial)
