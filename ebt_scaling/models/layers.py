@@ -31,11 +31,18 @@ def rope_tables(positions: torch.Tensor, head_dim: int, theta: float):
 
 
 def apply_rope(x, cos, sin):
-    """Rotate (B, H, S, K) by position; pairs are (x[2i], x[2i+1]) as in Llama."""
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    c, s = cos.to(x.dtype), sin.to(x.dtype)
-    out = torch.stack((x1 * c - x2 * s, x1 * s + x2 * c), dim=-1)
-    return out.flatten(-2)
+    """Rotate (B, H, S, K) by position; pairs are (x[2i], x[2i+1]) as in Llama:
+    out[2i] = x[2i] cos - x[2i+1] sin, out[2i+1] = x[2i+1] cos + x[2i] sin.
+
+    Written as x * cos' + swap(x) * sin' over the whole width (cos' repeats each cos
+    twice, sin' is (-sin, +sin), swap exchanges the two members of each pair). Every
+    output, and every gradient, is the same sum of two products as with strided halves,
+    so the results are bit-identical; but the backward (and the EBT's double backward)
+    avoids the zero-filled scatters of slicing x[..., 0::2]."""
+    c = cos.to(x.dtype).repeat_interleave(2, dim=-1)
+    s = torch.stack((-sin, sin), dim=-1).flatten(-2).to(x.dtype)
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    return x * c + swapped * s
 
 
 class Attention(nn.Module):
