@@ -285,15 +285,19 @@ def main():
     ap.add_argument("--vocab", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=6)
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--no-flush", action="store_true", help="leave denormals unflushed (both models)")
+    ap.add_argument("--timing-only", action="store_true")
     args = ap.parse_args()
     if not args.ref:
         raise SystemExit("give --ref PATH (or set EBT_REFERENCE) to a checkout of alexiglad/EBT")
-    flush_denormals()
+    if not args.no_flush:
+        flush_denormals()
     mods = load_reference(Path(args.ref))
     V = args.vocab
     print(f"# Weight-for-weight against the reference ({args.ref}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, fp32, V={V}\n")
-    for kind, alpha, noise in [("transformer_pp", 0, 0), ("ebt_s2", 1.33, 3.0), ("ebt_s1", 13.3, 0.0), ("ebt_s1", 1.33, 0.0)]:
+    for kind, alpha, noise in [] if args.timing_only else [
+            ("transformer_pp", 0, 0), ("ebt_s2", 1.33, 3.0), ("ebt_s1", 13.3, 0.0), ("ebt_s1", 1.33, 0.0)]:
         r = compare(mods, kind, L=2, d=32, h=2, S=16, B=3, V=V, alpha=alpha, noise=noise)
         print(f"## {kind} (L2 d32, ctx 16, batch 3, fp32, alpha {alpha}, Langevin std {noise})")
         for k, v in r.items():
@@ -302,7 +306,8 @@ def main():
     if args.no_timing:
         return
     print("## Training step, same run (L2 d128, 2 heads, ctx 128, batch 16, fp32; medians of "
-          f"{args.repeats} after 2 warm-up; loss + backward + clip + AdamW; EBTs at 2 steps, no replay)\n")
+          f"{args.repeats} after 2 warm-up; loss + backward + clip + AdamW; EBTs at 2 steps, no replay; "
+          f"denormals {'not ' if args.no_flush else ''}flushed)\n")
     print("| model | ours ms | reference ms | reference / ours |\n|---|---|---|---|")
     for kind, alpha, noise in [("transformer_pp", 0, 0), ("ebt_s1", 133.0, 0.0), ("ebt_s2", 1.33, 3.0)]:
         r = timing(mods, kind, L=2, d=128, h=2, S=128, B=16, V=V, alpha=alpha, noise=noise, repeats=args.repeats)
