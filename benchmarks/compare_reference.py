@@ -214,15 +214,20 @@ def rel(a, b):
     return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
 
 
-def compare(mods, kind, L, d, h, S, B, V, alpha, noise, seed=0):
-    cfg = our_config(kind, L, d, h, S, V, alpha, noise)
+def build_pair(mods, kind, L, d, h, S, B, V, alpha, noise, seed=0):
+    """Our model and the reference's, the latter holding a copy of our weights."""
     torch.manual_seed(seed)
-    ours = build_model(cfg)
+    ours = build_model(our_config(kind, L, d, h, S, V, alpha, noise))
     hp = reference_hparams(kind, L, d, h, S, B, V, alpha, noise)
     if kind == "transformer_pp":
         hp["ebt_type"] = "baseline"
     ref = build_reference(mods, hp, V)
     copy_weights(ours, ref, kind)
+    return ours, ref
+
+
+def compare(mods, kind, L, d, h, S, B, V, alpha, noise, seed=0):
+    ours, ref = build_pair(mods, kind, L, d, h, S, B, V, alpha, noise, seed)
     g = torch.Generator().manual_seed(seed + 1)
     seq = torch.randint(0, V, (B, S + 1), generator=g)
     x, t = seq[:, :-1], seq[:, 1:]
@@ -238,7 +243,8 @@ def compare(mods, kind, L, d, h, S, B, V, alpha, noise, seed=0):
     rp = dict(ref.named_parameters())
     worst = max(((rel(p.grad, rp[m[n]].grad), n) for n, p in ours.named_parameters() if p.grad is not None))
     out["grad max rel diff"] = worst
-    out["params with a gradient"] = sum(p.grad is not None for p in ours.parameters())
+    out["params with a gradient (ours, reference)"] = (sum(p.grad is not None for p in ours.parameters()),
+                                                       sum(p.grad is not None for p in ref.parameters()))
     return out
 
 
@@ -254,14 +260,7 @@ def time_steps(step, repeats):
 
 
 def timing(mods, kind, L, d, h, S, B, V, alpha, noise, repeats):
-    cfg = our_config(kind, L, d, h, S, V, alpha, noise)
-    torch.manual_seed(0)
-    ours = build_model(cfg)
-    hp = reference_hparams(kind, L, d, h, S, B, V, alpha, noise)
-    if kind == "transformer_pp":
-        hp["ebt_type"] = "baseline"
-    ref = build_reference(mods, hp, V)
-    copy_weights(ours, ref, kind)
+    ours, ref = build_pair(mods, kind, L, d, h, S, B, V, alpha, noise)
     seq = torch.randint(0, V, (B, S + 1))
     x, t = seq[:, :-1], seq[:, 1:]
     res = {}
