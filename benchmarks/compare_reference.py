@@ -186,16 +186,16 @@ def our_config(kind, L, d, h, S, V, alpha, noise):
 
 
 def ours_forward(model, kind, x, t, y0, seed):
-    """Loss, logits after each step (EBT), energies of each step (EBT)."""
+    """Loss, logits after each step (EBT: one per step), mean energy of each step's input (EBT)."""
     if kind == "transformer_pp":
         logits = model(x)
         return F.cross_entropy(logits.flatten(0, 1), t.flatten()), [logits], []
     torch.manual_seed(seed)
     e = model.e
-    logits, _ = model.think(x, e.steps, y0=y0.clone(), learning=True, randomize=False, noise=True)
+    logits, energies = model.think(x, e.steps, y0=y0.clone(), learning=True, randomize=False, noise=True)
     ce = [F.cross_entropy(y.flatten(0, 1), t.flatten()) for y in logits]
     loss = ce[-1] if e.loss == "final" else torch.stack(ce).mean()
-    return loss, logits, []
+    return loss, logits, [float(v) for v in energies]
 
 
 def ref_forward(ref, kind, x, t, y0, seed):
@@ -207,7 +207,7 @@ def ref_forward(ref, kind, x, t, y0, seed):
     dists, energies = ref(x, learning=True, return_raw_logits=True, no_randomness=True)
     ce = [F.cross_entropy(y.reshape(-1, y.shape[-1]), t.flatten()) for y in dists]
     loss = ce[-1] if ref.hparams.truncate_mcmc else torch.stack(ce).mean()
-    return loss, dists, energies
+    return loss, dists, [float(v.detach().mean()) for v in energies]
 
 
 def rel(a, b):
@@ -232,13 +232,16 @@ def compare(mods, kind, L, d, h, S, B, V, alpha, noise, seed=0):
     seq = torch.randint(0, V, (B, S + 1), generator=g)
     x, t = seq[:, :-1], seq[:, 1:]
     y0 = torch.randn(B, S, V, generator=g)
-    lo, yo, _ = ours_forward(ours, kind, x, t, y0, seed)
-    lr, yr, _ = ref_forward(ref, kind, x, t, y0, seed)
+    lo, yo, eo = ours_forward(ours, kind, x, t, y0, seed)
+    lr, yr, er = ref_forward(ref, kind, x, t, y0, seed)
     lo.backward()
     lr.backward()
     lo_, lr_ = float(lo.detach()), float(lr.detach())
     out = {"loss ours": lo_, "loss ref": lr_, "loss rel diff": abs(lo_ - lr_) / abs(lr_)}
     out["logits max rel diff (per step)"] = [rel(a.detach(), b.detach().reshape(a.shape)) for a, b in zip(yo, yr)]
+    if eo:
+        out["mean energy ours / ref (per step)"] = [f"{a:.7g} / {b:.7g}" for a, b in zip(eo, er)]
+        out["mean energy rel diff (per step)"] = [abs(a - b) / abs(b) for a, b in zip(eo, er)]
     m = name_map(ours, kind)
     rp = dict(ref.named_parameters())
     worst = max(((rel(p.grad, rp[m[n]].grad), n) for n, p in ours.named_parameters() if p.grad is not None))

@@ -31,4 +31,5 @@ def test_same_outputs_and_gradients_as_the_reference(mods, kind, alpha, noise, t
     r = cr.compare(ref, kind, L=2, d=32, h=2, S=16, B=3, V=256, alpha=alpha, noise=noise)
     assert r["loss rel diff"] < tol
     assert max(r["logits max rel diff (per step)"]) < tol
+    assert max(r.get("mean energy rel diff (per step)", [0.0])) < tol
     assert r["grad max rel diff"][0] < tol
