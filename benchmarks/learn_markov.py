@@ -12,6 +12,7 @@ token embeddings instead of the reference's N(0, 1).
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 from ebt_scaling.config import config_from_dict, resolve_alpha
@@ -59,7 +60,7 @@ def main():
     args = ap.parse_args()
     src = MarkovSource(256, 1, 4, config_from_dict({"train": {"steps": 1}}).data.markov_seed)
     print(f"order-1 Markov, V = 256, 4 successors: entropy rate {src.entropy_rate:.3f} nats, "
-          "uniform 5.545\n")
+          f"uniform {math.log(256):.3f}\n")
     print("| family | lr | embeddings | ebt | alpha | val loss | EBT / best T++ | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     best_tpp = None

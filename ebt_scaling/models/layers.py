@@ -24,25 +24,25 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(positions: torch.Tensor, head_dim: int, theta: float):
-    """cos, sin of shape (S, K/2) for integer `positions` (S,)."""
+    """The rotation tables for integer `positions` (S,), each (S, K), built once per
+    forward: cos' repeats each pair's cos twice, sin' is (-sin, +sin) per pair."""
     inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim)
     ang = positions.to(torch.float64)[:, None] * inv[None, :]
-    return ang.cos().float(), ang.sin().float()
+    cos, sin = ang.cos().float(), ang.sin().float()
+    return cos.repeat_interleave(2, dim=-1), torch.stack((-sin, sin), dim=-1).flatten(-2)
 
 
 def apply_rope(x, cos, sin):
     """Rotate (B, H, S, K) by position; pairs are (x[2i], x[2i+1]) as in Llama:
     out[2i] = x[2i] cos - x[2i+1] sin, out[2i+1] = x[2i+1] cos + x[2i] sin.
 
-    Written as x * cos' + swap(x) * sin' over the whole width (cos' repeats each cos
-    twice, sin' is (-sin, +sin), swap exchanges the two members of each pair). Every
-    output, and every gradient, is the same sum of two products as with strided halves,
-    so the results are bit-identical; but the backward (and the EBT's double backward)
-    avoids the zero-filled scatters of slicing x[..., 0::2]."""
-    c = cos.to(x.dtype).repeat_interleave(2, dim=-1)
-    s = torch.stack((-sin, sin), dim=-1).flatten(-2).to(x.dtype)
+    Written as x * cos' + swap(x) * sin' over the whole width (the tables of
+    `rope_tables`; swap exchanges the two members of each pair). Every output, and every
+    gradient, is the same sum of two products as with strided halves, so the results are
+    bit-identical; but the backward (and the EBT's double backward) avoids the
+    zero-filled scatters of slicing x[..., 0::2]."""
     swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
-    return x * c + swapped * s
+    return x * cos.to(x.dtype) + swapped * sin.to(x.dtype)
 
 
 class Attention(nn.Module):
