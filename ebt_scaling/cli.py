@@ -15,6 +15,7 @@ typical use:
   ebt-sweep train examples/tiny.yaml                 train one point, rows under runs/points/
   ebt-sweep think DIR/last.pt                        System-2 evaluation (train --checkpoint-dir DIR)
   ebt-sweep plan sweeps/depth.yaml                   list a sweep's trials, touch nothing
+  ebt-sweep prepare sweeps/data.yaml --scale paper   tokenize its dataset once (launch does it too)
   ebt-sweep launch sweeps/depth.yaml                 train every trial (Ray, local or Slurm)
   ebt-sweep status sweeps/depth.yaml                 done / running / failed / pending
   ebt-sweep fit results/ --out analysis/             power laws, intervals, report, PDFs
@@ -39,6 +40,20 @@ def _train(args) -> int:
         return 1
     print(f"done: val_loss {summary.val_loss:.4f} (ppl {summary.val_ppl:.2f}), {summary.tokens:,} tokens, "
           f"{summary.flops:.3g} FLOPs, {summary.wall_time:.1f} s")
+    return 0
+
+
+def _prepare(args) -> int:
+    from .config import load_config, load_yaml
+    from .data.store import prepare
+    if "x" in load_yaml(args.target):          # a sweep spec: every trial's data
+        from .execute.cli import load
+        configs = [t.config for t in load(args.target, args.scale)[1]]
+    else:                                       # a point config
+        configs = [load_config(args.target, args.set)]
+    stores = prepare(configs, out=sys.stdout)
+    if not stores:
+        print(f"{args.target}: nothing to prepare (its data is the embedded corpus or a Markov chain)")
     return 0
 
 
@@ -94,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/points", help="folder for the parquet rows (default: runs/points)")
     t.add_argument("--checkpoint-dir", help="save/resume checkpoints here")
     t.set_defaults(func=_train)
+
+    r = sub.add_parser("prepare", help="tokenize a sweep's (or a point's) dataset into the shared token store")
+    r.add_argument("target", help="a sweep spec (sweeps/data.yaml) or a point config")
+    r.add_argument("--scale", default="auto", choices=("auto", "cpu", "paper"),
+                   help="a spec's preset (as for launch; default auto: paper with a CUDA GPU, else cpu)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="a point config's overrides, as for train")
+    r.set_defaults(func=_prepare)
 
     k = sub.add_parser("think", help="System-2 evaluation of a trained point (thinking longer, best-of-N)")
     k.add_argument("checkpoint", help="a point's checkpoint (train --checkpoint-dir DIR writes DIR/last.pt)")

@@ -126,15 +126,20 @@ class DataConfig:
     seq_len: int = 128
     path: str = ""                      # source=file: .txt, .jsonl or .parquet
     text_column: str = "text"           # jsonl/parquet/hf column holding the text
-    hf_dataset: str = ""                # source=hf: e.g. togethercomputer/RedPajama-Data-V2
+    hf_dataset: str = ""                # source=hf: a Hub dataset (HuggingFaceFW/fineweb-edu), a packaged
+                                        # format with hf_data_files (json, parquet) or a local folder of shards
     hf_config: str = ""
     hf_split: str = "train"
-    val_fraction: float = 0.1           # share held out (file and hf sources)
+    hf_data_files: str = ""             # source=hf: comma-separated data files or URLs (globs allowed)
+    hf_revision: str = ""               # source=hf: Hub branch/tag/commit; "" = latest
+    val_tokens: int = 4194304           # source=hf: the store's validation set (its first documents)
+    num_proc: int = 0                   # source=hf: tokenizer processes when preparing; 0 -> all cores
+    val_fraction: float = 0.1           # share held out (file source)
     markov_vocab: int = 64              # source=markov
     markov_order: int = 1
     markov_branching: int = 4           # allowed next symbols per context
     markov_seed: int = 1234
-    cache_dir: str = ""                 # token caches; "" -> ~/.cache/ebt_scaling
+    cache_dir: str = ""                 # token caches/stores; "" -> $EBT_CACHE, else ~/.cache/ebt-scaling
 
 
 @dataclass(frozen=True)
@@ -393,6 +398,9 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
     _need(d.source != "file" or d.path, f"{s}: data.path", "source=file needs a path (.txt, .jsonl, .parquet)")
     _need(d.source != "hf" or d.hf_dataset, f"{s}: data.hf_dataset", "source=hf needs a dataset name")
     _need(0 < d.val_fraction < 1, f"{s}: data.val_fraction", "must be in (0, 1)")
+    _need(d.source != "hf" or d.val_tokens >= t.eval_tokens + d.seq_len, f"{s}: data.val_tokens",
+          f"must be >= train.eval_tokens + data.seq_len ({t.eval_tokens + d.seq_len}): evaluation reads it")
+    _need(d.num_proc >= 0, f"{s}: data.num_proc", "must be >= 0 (0 = all cores)")
     _need(d.markov_vocab >= 2 and d.markov_order >= 1, f"{s}: data.markov_vocab",
           "markov_vocab must be >= 2 and markov_order >= 1")
     _need(1 <= d.markov_branching <= d.markov_vocab, f"{s}: data.markov_branching",

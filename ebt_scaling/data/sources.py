@@ -3,13 +3,19 @@
 Every source gives, for a step number, a batch of (B, S+1) token ids: inputs are
 [:, :-1], targets [:, 1:], so a batch of B sequences trains on exactly B*S tokens.
 Batches are a pure function of (seed, step): a resumed run sees the very batches the
-uninterrupted one would have, and no iterator state needs checkpointing.
+uninterrupted one would have, and no iterator state needs checkpointing. Token arrays
+are read without replacement: the split is cut into windows whose targets do not
+overlap, and step t takes windows t*B .. t*B+B-1 of a seeded permutation, so a point
+sees every training token at most once before any repeats (a new permutation per pass).
+
+`val_id` names a source's held-out set; the rows' `val_hash` (see `val_hash`) adds the
+windows scored, so two points with equal val_hash were scored on the same tokens.
 
 Sources:
   shakespeare  the embedded corpus (38 plays, 5.0 MB of bytes); 4 whole plays held out
   markov       a random sparse Markov chain of chosen order with a known entropy rate
   file         .txt / .jsonl / .parquet, tokenized once into a memory-mapped cache
-  hf           a Hugging Face dataset, streamed (optional extra, online)
+  hf           a Hugging Face dataset, through the shared token store (data/store.py)
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, DataConfig
+from .parallel import token_dtype
+from .store import cache_root, ensure
 from .tokenizers import build_tokenizer
 
 VAL_PLAY_EVERY = 10     # Shakespeare: every 10th play (sorted by file name, from the 6th) is held out
@@ -34,6 +42,7 @@ VAL_PLAY_OFFSET = 5
 class TokenSource:
     name: str
     vocab_size: int
+    val_id: str              # identity of the held-out set (content hash or generator parameters)
 
     def train_batch(self, step: int, batch_size: int, seq_len: int, seed: int) -> torch.Tensor:
         raise NotImplementedError
@@ -47,23 +56,67 @@ def _rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, step, stream])
 
 
-class ArraySource(TokenSource):
-    """Random windows from a token array (in memory or memory-mapped)."""
+def val_hash(source: TokenSource, seq_len: int, eval_tokens: int) -> str:
+    """What a row's validation loss was computed on: the held-out set and its windows."""
+    return hashlib.sha256(f"{source.val_id}|{seq_len}|{eval_tokens}".encode()).hexdigest()[:16]
 
-    def __init__(self, name: str, train: np.ndarray, val: np.ndarray, vocab_size: int):
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def permute(i: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
+    """A keyed bijection of [0, n) applied to `i` (one key row of 4 round keys per element):
+    a 4-round Feistel network on the next even power of two, cycle-walked into [0, n).
+    O(1) memory, so a permutation of 1e8 windows costs nothing to hold."""
+    bits = max(2, int(np.ceil(np.log2(max(n, 2)))))
+    bits += bits % 2
+    half, mask = np.uint64(bits // 2), np.uint64((1 << (bits // 2)) - 1)
+    x = i.astype(np.uint64)
+    todo = np.ones(len(x), dtype=bool)
+    while todo.any():
+        y, k = x[todo], keys[todo]
+        left, right = y >> half, y & mask
+        for r in range(4):
+            left, right = right, left ^ (_mix(right + k[:, r]) & mask)
+        x[todo] = (left << half) | right
+        todo = x >= np.uint64(n)
+    return x.astype(np.int64)
+
+
+class ArraySource(TokenSource):
+    """Windows of a token array (in memory or memory-mapped), read without replacement."""
+
+    def __init__(self, name: str, train: np.ndarray, val: np.ndarray, vocab_size: int, val_id: str = ""):
         self.name, self.train, self.val, self.vocab_size = name, train, val, vocab_size
+        self.val_id = val_id or hashlib.sha256(np.dtype(val.dtype).name.encode() + np.ascontiguousarray(val).tobytes()).hexdigest()[:16]
 
     def _windows(self, arr: np.ndarray, starts: np.ndarray, seq_len: int) -> torch.Tensor:
         idx = starts[:, None] + np.arange(seq_len + 1)[None, :]
         return torch.from_numpy(np.asarray(arr[idx]).astype(np.int64))
 
+    def n_windows(self, seq_len: int) -> int:
+        """Windows of S+1 tokens starting at multiples of S: their targets never overlap."""
+        return (len(self.train) - 1) // seq_len
+
+    def passes(self, tokens: int, seq_len: int) -> float:
+        """How many passes over the training split a budget of `tokens` makes."""
+        return tokens / max(1, self.n_windows(seq_len) * seq_len)
+
     def train_batch(self, step, batch_size, seq_len, seed):
-        hi = len(self.train) - seq_len - 1
-        if hi <= 0:
+        n = self.n_windows(seq_len)
+        if n < 1:
             raise ConfigError(f"data: the {self.name} training split ({len(self.train)} tokens) "
                               f"is shorter than data.seq_len + 1 = {seq_len + 1}")
-        starts = _rng(seed, step).integers(0, hi, size=batch_size)
-        return self._windows(self.train, starts, seq_len)
+        g = step * batch_size + np.arange(batch_size, dtype=np.int64)   # global sequence numbers
+        pass_no, pos = np.divmod(g, n)
+        keys = np.empty((batch_size, 4), dtype=np.uint64)
+        for p in np.unique(pass_no):   # one permutation per (seed, pass)
+            keys[pass_no == p] = _rng(seed, int(p), 2).integers(0, 2 ** 63, size=4, dtype=np.uint64)
+        return self._windows(self.train, permute(pos, n, keys) * seq_len, seq_len)
 
     def val_batches(self, n_tokens, batch_size, seq_len):
         n_seq = max(1, n_tokens // seq_len)
@@ -97,7 +150,7 @@ def shakespeare_split() -> tuple[str, str]:
 
 
 def _encode_array(tok, text: str) -> np.ndarray:
-    dtype = np.uint8 if tok.vocab_size <= 256 else (np.uint16 if tok.vocab_size < 65536 else np.uint32)
+    dtype = token_dtype(tok.vocab_size)
     if tok.name == "byte":
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).copy()
     return np.asarray(tok.encode(text), dtype=dtype)
@@ -118,6 +171,7 @@ class MarkovSource(TokenSource):
 
     def __init__(self, vocab: int, order: int, branching: int, seed: int):
         self.name = f"markov-v{vocab}-o{order}-b{branching}-s{seed}"
+        self.val_id = self.name     # the held-out sequences are a function of the chain alone
         self.vocab_size, self.order = vocab, order
         n_states = vocab ** order
         if n_states > 2 ** 22:
@@ -208,7 +262,7 @@ def _iter_texts(path: Path, column: str):
 
 
 def _cache_dir(cfg: DataConfig) -> Path:
-    d = Path(cfg.cache_dir or os.environ.get("EBT_SCALING_CACHE", Path.home() / ".cache/ebt_scaling"))
+    d = cache_root(cfg) / "files"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -221,7 +275,7 @@ def file_source(cfg: DataConfig, tok) -> ArraySource:
         raise ConfigError(f"data.path: {path} does not exist")
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{tok.name}|{cfg.text_column}".encode()).hexdigest()[:16]
-    dtype = np.uint8 if tok.vocab_size <= 256 else (np.uint16 if tok.vocab_size < 65536 else np.uint32)
+    dtype = token_dtype(tok.vocab_size)
     cache = _cache_dir(cfg) / f"{path.stem}-{key}.{np.dtype(dtype).name}"
     if not cache.exists():
         tmp = cache.with_suffix(cache.suffix + f".tmp{os.getpid()}")
@@ -237,43 +291,10 @@ def file_source(cfg: DataConfig, tok) -> ArraySource:
 
 # ------------------------------------------------------------------ hugging face
 def hf_source(cfg: DataConfig, tok, need_tokens: int = 0) -> ArraySource:
-    """Stream a Hugging Face dataset into a token cache, then use it like a file. The
-    cache holds enough for the point's budget (plus the held-out share), so a point never
-    repeats data; a cache made for a larger budget is reused."""
-    try:
-        import datasets
-    except ImportError:
-        raise ConfigError("data.source: hf needs `pip install 'ebt-scaling[hf]'`") from None
-    limit = max(int(need_tokens / (1 - cfg.val_fraction) * 1.01) + 1, 1_000_000)
-    stem = hashlib.sha256(f"{cfg.hf_dataset}|{cfg.hf_config}|{cfg.hf_split}|{tok.name}|{cfg.text_column}".encode()).hexdigest()[:16]
-    for old in sorted(_cache_dir(cfg).glob(f"hf-{stem}-*")):
-        n = int(old.name.split("-")[2].split(".")[0])
-        if n >= limit and not old.name.count(".tmp"):
-            limit = n
-            break
-    key = f"{stem}-{limit}"
-    dtype = np.uint8 if tok.vocab_size <= 256 else (np.uint16 if tok.vocab_size < 65536 else np.uint32)
-    cache = _cache_dir(cfg) / f"hf-{key}.{np.dtype(dtype).name}"
-    if not cache.exists():
-        try:
-            ds = datasets.load_dataset(cfg.hf_dataset, cfg.hf_config or None, split=cfg.hf_split, streaming=True)
-        except Exception as e:
-            raise ConfigError(f"data.hf_dataset: could not open {cfg.hf_dataset!r} ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200]}); are you online?") from None
-        tmp = cache.with_suffix(cache.suffix + f".tmp{os.getpid()}")
-        n = 0
-        sep = [tok.eos_id] if tok.eos_id is not None else list(b"\n\n")
-        with open(tmp, "wb") as f:
-            for rec in ds:
-                ids = tok.encode(rec[cfg.text_column]) + sep
-                f.write(np.asarray(ids, dtype=dtype).tobytes())
-                n += len(ids)
-                if n >= limit:
-                    break
-        os.replace(tmp, cache)
-    arr = np.memmap(cache, dtype=dtype, mode="r")
-    cut = int(len(arr) * (1 - cfg.val_fraction))
-    return ArraySource(f"hf:{cfg.hf_dataset}", arr[:cut], arr[cut:], tok.vocab_size)
+    """The shared token store of the dataset (data/store.py), built or extended to hold
+    `need_tokens` training tokens when it holds fewer (under its lock)."""
+    store = ensure(cfg, need_tokens + cfg.seq_len + 1, tok)
+    return ArraySource(f"hf:{cfg.hf_dataset}", store.train, store.val, tok.vocab_size, val_id=store.val_hash)
 
 
 # ------------------------------------------------------------------ factory
@@ -281,9 +302,10 @@ def build_source(cfg: DataConfig, need_tokens: int = 0) -> TokenSource:
     """The token source of `cfg`. `need_tokens` (the training budget) sizes streamed
     caches; a warning goes to stderr when the budget is more than one pass over the data."""
     src = _build_source(cfg, need_tokens)
-    if isinstance(src, ArraySource) and need_tokens > len(src.train):
-        print(f"warning: the token budget ({need_tokens:,}) exceeds the {src.name} training split "
-              f"({len(src.train):,} tokens): data will repeat", file=sys.stderr)
+    if isinstance(src, ArraySource) and src.passes(need_tokens, cfg.seq_len) > 1:
+        print(f"warning: the token budget ({need_tokens:,}) is {src.passes(need_tokens, cfg.seq_len):.2f} passes "
+              f"over the {src.name} training split ({src.n_windows(cfg.seq_len) * cfg.seq_len:,} tokens): "
+              "windows repeat after the first pass, in a new order each pass", file=sys.stderr)
     return src
 
 

@@ -1,44 +1,75 @@
-"""Tokenizers: bytes (V = 256, the default, needs nothing) or any Hugging Face tokenizer."""
+"""Tokenizers: bytes (V = 256, the default, needs nothing) or a fast Hugging Face
+`tokenizers` tokenizer, named by its Hub repository (the paper's EleutherAI/gpt-neox-20b)
+or by the path of a local tokenizer.json (e.g. one trained with the `tokenizers` library).
+"""
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from ..config import ConfigError
+
+# special tokens that end a document, in the order they are looked for
+EOS_NAMES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "[SEP]")
 
 
 class ByteTokenizer:
     name = "byte"
     vocab_size = 256
     eos_id = None          # documents are separated by a blank line instead
+    fingerprint = "byte"
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
 
     def decode(self, ids) -> str:
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
 
 
+def load_hf_tokenizer(name: str):
+    """The `tokenizers.Tokenizer` for a Hub name or a local tokenizer.json path."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise ConfigError(
+            f"data.tokenizer: {name!r} needs the Hugging Face extra; install it with "
+            "`pip install 'ebt-scaling[hf]'`, or use tokenizer: byte") from None
+    path = Path(name).expanduser()
+    try:
+        if path.suffix == ".json" or path.exists():
+            if path.is_dir():
+                path = path / "tokenizer.json"
+            return Tokenizer.from_file(str(path))
+        return Tokenizer.from_pretrained(name)
+    except Exception as e:  # offline, unknown name, gated repo, missing file...
+        raise ConfigError(
+            f"data.tokenizer: could not load Hugging Face tokenizer {name!r} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}). Check the name, your network, or "
+            "pass the path of a tokenizer.json; tokenizer: byte works offline") from None
+
+
 class HFTokenizer:
-    """A Hugging Face tokenizer, e.g. the paper's EleutherAI/gpt-neox-20b (V = 50277)."""
+    """A fast (Rust) tokenizer; `encode_batch` is what the token store calls."""
 
     def __init__(self, name: str):
-        try:
-            from transformers import AutoTokenizer
-        except ImportError:
-            raise ConfigError(
-                f"data.tokenizer: {name!r} needs the Hugging Face extra; install it with "
-                "`pip install 'ebt-scaling[hf]'`, or use tokenizer: byte") from None
-        try:
-            self._tok = AutoTokenizer.from_pretrained(name)
-        except Exception as e:  # offline, unknown name, gated repo...
-            raise ConfigError(
-                f"data.tokenizer: could not load Hugging Face tokenizer {name!r} ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:200]}). Check the name, your network, or pre-download it "
-                "into the HF cache; tokenizer: byte works offline") from None
+        self._tok = load_hf_tokenizer(name)
         self.name = name
-        self.vocab_size = len(self._tok)   # len(), not .vocab_size: counts added tokens (50277 for NeoX)
-        self.eos_id = self._tok.eos_token_id
+        # with added tokens: GPT-NeoX counts 50277, as the paper's vocabulary
+        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        self.eos_id = next((self._tok.token_to_id(t) for t in EOS_NAMES
+                            if self._tok.token_to_id(t) is not None), None)
+        # identity of what the tokenizer does, not what it is called: a retrained
+        # tokenizer.json at the same path gets another token store and val_hash
+        self.fingerprint = hashlib.sha256(self._tok.to_str().encode()).hexdigest()[:16]
 
     def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text)
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
 
     def decode(self, ids) -> str:
         return self._tok.decode(list(ids))

@@ -89,6 +89,8 @@ def cmd_launch(args, out=None) -> int:
     spec, trials = load(args.spec, args.scale, out)
     if args.max_retries < 0:
         raise ConfigError("--max-retries: must be >= 0")
+    from ..data.store import prepare
+    prepare([t.config for t in trials], out=out)      # token stores, once and under a lock, before any trial
     executor = make_executor(args, spec, trials)
     counts = launch(trials, executor, args.results, max_retries=args.max_retries,
                     progress_every=args.progress_every, out=out, spec_path=args.spec, scale=spec.scale)

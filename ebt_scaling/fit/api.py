@@ -128,6 +128,7 @@ def _rng(seed: int, *labels) -> np.random.Generator:
 # ---------------------------------------------------------------- result rows
 def _run_results(table, out, metric, axes, select, extrapolate, baseline, n_boot, n_boot_sat, seed):
     sel = rio.select_points(table, metric=metric, select=select)
+    rio.check_val_hash(sel.points)
     points = sel.points
     notes = list(sel.notes)
     plans, plan_notes = rio.plan_axes(points, axes)

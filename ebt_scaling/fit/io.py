@@ -190,6 +190,24 @@ def select_points(table: Table, metric: str = "val_ppl", select: str = "final") 
                      n_failed=n_failed)
 
 
+def check_val_hash(points: pd.DataFrame) -> None:
+    """Refuse to compare points of one sweep scored on different validation tokens.
+
+    Rows carry `val_hash` (the held-out set and the windows scored); rows written
+    before that column existed have none, which counts as unknown, not as a mismatch.
+    """
+    if "val_hash" not in points.columns:
+        return
+    for sweep, rows in points.groupby("sweep", sort=True):
+        hashes = text_column(rows["val_hash"])
+        groups = rows[hashes != ""].groupby(hashes[hashes != ""])["trial_id"]
+        if len(groups) > 1:
+            which = "; ".join(f"val_hash {h}: trials {_some(sorted(map(str, ids)))}" for h, ids in groups)
+            raise ValueError(f"sweep {sweep!r}: its points were scored on {len(groups)} different "
+                             f"validation sets ({which}); they cannot be compared. Re-run the odd "
+                             "trials on the sweep's dataset and tokenizer, or fit them apart")
+
+
 def text_column(series: pd.Series) -> pd.Series:
     """A string column with "" for missing: CSV readers turn empty strings into NaN floats."""
     return series.astype(object).where(series.notna(), "").astype(str)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 ROW_KINDS = ("train", "eval", "final", "think")
 STATUSES = ("ok", "failed", "running")
@@ -51,6 +51,7 @@ class Row:
     n_params_total: int = 0          # every parameter
     flops_per_token: float = NaN     # analytic training FLOPs per token (see flops.py)
     dataset: str = ""                # training corpus name
+    val_hash: str = ""               # the held-out tokens and windows scored ("" in rows before v2)
     config_json: str = ""            # the full resolved config
     # --- progress
     step: int = 0

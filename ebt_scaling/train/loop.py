@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..config import Config
-from ..data import build_source
+from ..data import build_source, val_hash
 from ..flops import mfu, non_embedding_params, peak_flops, total_params, train_flops_per_token
 from ..models.registry import build_model
 from ..results.schema import Row
@@ -103,6 +103,7 @@ def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "") -> Su
         source = build_source(cfg.data, need_tokens=cfg.total_tokens)
         cfg = with_vocab(cfg, source.vocab_size)
         base = base_row(cfg, trial_id, sweep)
+        base["val_hash"] = val_hash(source, cfg.data.seq_len, cfg.train.eval_tokens)
         base.update(device=device_label(device), dtype=_dtype_name(cfg, device))
         return _run(cfg, sink, source, device, base, state, t0)
     except Exception as e:  # a failed point is data, not a crash of the sweep
