@@ -51,6 +51,18 @@ def _prepare(args) -> int:
         configs = [t.config for t in load(args.target, args.scale)[1]]
     else:                                       # a point config
         configs = [load_config(args.target, args.set)]
+    if args.estimate:
+        from .data.store import cache_root, needs
+        from .sweep.plan import vocab_size
+        for d, need in needs(configs):
+            width = 2 if vocab_size(next(c for c in configs if c.data == d)) <= 65536 else 4
+            tokens = need + d.val_tokens
+            print(f"prepare will read {d.hf_dataset} {d.hf_config} until it holds {tokens:,} tokens "
+                  f"({need:,} training + {d.val_tokens:,} validation): a token store of "
+                  f"{tokens * width / 1e9:.1f} GB in {cache_root(d)}, and a download of the shards that "
+                  f"hold them (about {tokens * 3 / 1e9:.0f} GB at FineWeb's ~3 bytes of parquet per token), "
+                  "less whatever is already prepared")
+        return 0
     stores = prepare(configs, out=sys.stdout)
     if not stores:
         print(f"{args.target}: nothing to prepare (its data is the embedded corpus or a Markov chain)")
@@ -115,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scale", default="auto", choices=("auto", "cpu", "paper"),
                    help="a spec's preset (as for launch; default auto: paper with a CUDA GPU, else cpu)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="a point config's overrides, as for train")
+    r.add_argument("--estimate", action="store_true", help="only say how many tokens and GB it would prepare")
     r.set_defaults(func=_prepare)
 
     k = sub.add_parser("think", help="System-2 evaluation of a trained point (thinking longer, best-of-N)")

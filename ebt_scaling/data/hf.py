@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..config import ConfigError, DataConfig
 
-FINEWEB_FIX = ("use hf_dataset: HuggingFaceFW/fineweb-edu with hf_config: sample-10BT and "
+FINEWEB_FIX = ("use hf_dataset: HuggingFaceFW/fineweb-edu with hf_config: sample-100BT and "
                "text_column: text (the paper presets' choice)")
 REDPAJAMA_FIX = ("read RedPajama-V2's documents directly: hf_dataset: json, text_column: raw_content, "
                  "hf_data_files: https://data.together.xyz/redpajama-data-v2/v1.0.0/documents/"

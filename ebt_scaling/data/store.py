@@ -239,31 +239,33 @@ STORE_FIELDS = ("hf_dataset", "hf_config", "hf_split", "hf_data_files", "hf_revi
                 "tokenizer", "val_tokens", "cache_dir")
 
 
+def needs(configs) -> list[tuple[DataConfig, int]]:
+    """(data config, training tokens to hold) per store that point Configs read: the
+    largest budget among them, plus one window."""
+    groups: dict[tuple, tuple[DataConfig, int]] = {}
+    for c in configs:
+        d = c.data
+        if d.source == "hf":
+            key = tuple(getattr(d, f) for f in STORE_FIELDS)
+            first, need = groups.get(key, (d, 0))
+            groups[key] = (first, max(need, c.total_tokens + d.seq_len + 1))
+    return list(groups.values())
+
+
 def prepare(configs, out=None) -> list[tuple[str, int, Path]]:
     """Build or extend every token store `configs` (point Configs) read, once each, with
     enough training tokens for the largest budget among them. Returns, per store, its
     dataset label, its training tokens and its folder. File sources get their cache."""
     out = out or sys.stderr
-    groups: dict[tuple, tuple[DataConfig, int]] = {}
-    files: dict[DataConfig, None] = {}
-    for c in configs:
-        d = c.data
-        if d.source == "file":
-            files[d] = None
-        if d.source != "hf":
-            continue
-        key = tuple(getattr(d, f) for f in STORE_FIELDS)
-        need = c.total_tokens + d.seq_len + 1
-        groups[key] = (groups.get(key, (d, 0))[0], max(need, groups.get(key, (d, 0))[1]))
     done = []
-    for d, need in groups.values():
+    for d, need in needs(configs):
         store = ensure(d, need, out=out)
         label = hf.dataset_label(d)
         print(f"prepare {label}: ready, {store.index['val_tokens']:,} validation tokens (val set "
               f"{store.val_hash}), {len(store.train):,} training tokens, in {store.path}", file=out, flush=True)
         done.append((label, len(store.train), store.path))
-    for d in files:
-        from .sources import build_source
+    from .sources import build_source
+    for d in dict.fromkeys(c.data for c in configs if c.data.source == "file"):
         src = build_source(d)
         done.append((f"file:{d.path}", len(src.train), Path(d.path)))
     return done

@@ -1,0 +1,99 @@
+"""Tokenization throughput of the token store's path: a BPE tokenizer trained here with
+the `tokenizers` library on the embedded corpus, then tokens/s of
+
+  * `encode_docs` in one process (the Rust tokenizer's own threads off, then on),
+  * `tokenize_batches` over N worker processes (what `ebt-sweep prepare` runs),
+  * a whole `prepare` of a local parquet dataset read through `datasets` (streaming,
+    tokenizing, writing train.bin), the figure a user sees.
+
+    python benchmarks/bench_tokenize.py                 # vocabulary 16384, corpus x8, 2 processes
+    python benchmarks/bench_tokenize.py --repeat 2      # quicker
+
+Latest figures: benchmarks/RESULTS.md ("Tokenization").
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+
+def train_bpe(docs, vocab: int, path: Path) -> str:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(docs, trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<|endoftext|>"],
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(path))
+    return str(path)
+
+
+def batched(docs, n):
+    for i in range(0, len(docs), n):
+        yield docs[i:i + n], None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vocab", type=int, default=16384)
+    ap.add_argument("--repeat", type=int, default=8, help="corpus copies to tokenize (8: about 11M tokens)")
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--batch-docs", type=int, default=1000)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    from ebt_scaling.config import DataConfig
+    from ebt_scaling.data import store
+    from ebt_scaling.data.parallel import encode_docs, tokenize_batches
+    from ebt_scaling.data.sources import shakespeare_plays
+    from ebt_scaling.data.tokenizers import build_tokenizer
+
+    docs = [p for _, body in shakespeare_plays() for p in body.split("\n\n") if p.strip()]
+    work = Path(tempfile.mkdtemp(prefix="bench_tokenize-"))
+    t = time.perf_counter()
+    tok_path = train_bpe(docs, args.vocab, work / "bpe.json")
+    print(f"trained BPE (vocab {args.vocab}) on {len(docs):,} documents, "
+          f"{sum(map(len, docs)) / 1e6:.2f} MB, in {time.perf_counter() - t:.1f} s")
+    data = docs * args.repeat
+    print(f"corpus: {len(data):,} documents, {sum(map(len, data)) / 1e6:.1f} MB, cpus {os.cpu_count()}")
+
+    def cpu_seconds() -> float:
+        self_, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return self_.ru_utime + self_.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def report(label, fn):
+        t, c = time.perf_counter(), cpu_seconds()
+        n = fn()
+        dt, dc = time.perf_counter() - t, cpu_seconds() - c
+        print(f"| {label} | {n:,} | {dt:.2f} | {n / dt / 1e6:.2f} | {dc:.2f} | {n / dc / 1e6:.2f} |", flush=True)
+
+    # wall-clock rate, and tokens per CPU-second (this process and its finished workers):
+    # on a shared machine the second says what a core does when it gets to run
+    print("| path | tokens | wall s | M tokens/s | CPU s | M tokens per CPU-s |\n|---|---|---|---|---|---|")
+    for parallel in ("false", "true"):
+        os.environ["TOKENIZERS_PARALLELISM"] = parallel
+        tok = build_tokenizer(tok_path)     # the setting is read when the Rust pool first runs
+        report(f"encode_docs, 1 process, Rust threads {'on' if parallel == 'true' else 'off'}",
+               lambda: sum(len(encode_docs(tok, b)) for b, _ in batched(data, args.batch_docs)))
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    tok = build_tokenizer(tok_path)
+    report(f"tokenize_batches, {args.procs} processes",
+           lambda: sum(len(x) for x, _ in tokenize_batches(batched(data, args.batch_docs), tok, args.procs)))
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    (work / "ds").mkdir()
+    for s in range(4):
+        pq.write_table(pa.table({"text": data[s::4]}), work / "ds" / f"train-{s:05d}.parquet")
+    cfg = DataConfig(source="hf", hf_dataset=str(work / "ds"), tokenizer=tok_path, val_tokens=1 << 20,
+                     cache_dir=str(work / "cache"), num_proc=args.procs)
+    report(f"prepare (datasets stream -> train.bin), {args.procs} processes",
+           lambda: (lambda s: len(s.train) + len(s.val))(store.ensure(cfg, 1 << 40)))
+
+
+if __name__ == "__main__":
+    main()
