@@ -6,7 +6,8 @@ the `tokenizers` library on the embedded corpus, then tokens/s of
   * a whole `prepare` of a local parquet dataset read through `datasets` (streaming,
     tokenizing, writing train.bin), the figure a user sees.
 
-    python benchmarks/bench_tokenize.py                 # vocabulary 16384, corpus x8, 2 processes
+    python benchmarks/bench_tokenize.py                 # vocabulary 16384, corpus x8, 2 processes,
+                                                        # documents of ~4500 characters
     python benchmarks/bench_tokenize.py --repeat 2      # quicker
 
 Latest figures: benchmarks/RESULTS.md ("Tokenization").
@@ -32,6 +33,20 @@ def train_bpe(docs, vocab: int, path: Path) -> str:
     return str(path)
 
 
+def group(paras, chars: int) -> list[str]:
+    """Paragraphs joined into documents of about `chars` characters (0: one per paragraph)."""
+    if chars <= 0:
+        return paras
+    docs, cur, n = [], [], 0
+    for p in paras:
+        cur.append(p)
+        n += len(p)
+        if n >= chars:
+            docs.append("\n\n".join(cur))
+            cur, n = [], 0
+    return docs + (["\n\n".join(cur)] if cur else [])
+
+
 def batched(docs, n):
     for i in range(0, len(docs), n):
         yield docs[i:i + n], None
@@ -42,7 +57,10 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=16384)
     ap.add_argument("--repeat", type=int, default=8, help="corpus copies to tokenize (8: about 11M tokens)")
     ap.add_argument("--procs", type=int, default=2)
-    ap.add_argument("--batch-docs", type=int, default=1000)
+    ap.add_argument("--batch-docs", type=int, default=200, help="documents per tokenizer call")
+    ap.add_argument("--doc-chars", type=int, default=4500,
+                    help="join paragraphs into documents of about this many characters (default 4500: about "
+                         "1000 tokens, FineWeb-Edu's mean document; 0: one document per paragraph)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -52,10 +70,11 @@ def main() -> None:
     from ebt_scaling.data.sources import shakespeare_plays
     from ebt_scaling.data.tokenizers import build_tokenizer
 
-    docs = [p for _, body in shakespeare_plays() for p in body.split("\n\n") if p.strip()]
+    paras = [p for _, body in shakespeare_plays() for p in body.split("\n\n") if p.strip()]
+    docs = group(paras, args.doc_chars)
     work = Path(tempfile.mkdtemp(prefix="bench_tokenize-"))
     t = time.perf_counter()
-    tok_path = train_bpe(docs, args.vocab, work / "bpe.json")
+    tok_path = train_bpe(paras, args.vocab, work / "bpe.json")
     print(f"trained BPE (vocab {args.vocab}) on {len(docs):,} documents, "
           f"{sum(map(len, docs)) / 1e6:.2f} MB, in {time.perf_counter() - t:.1f} s")
     data = docs * args.repeat
