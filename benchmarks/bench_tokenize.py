@@ -75,8 +75,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_tokenize-"))
     t = time.perf_counter()
     tok_path = train_bpe(paras, args.vocab, work / "bpe.json")
-    print(f"trained BPE (vocab {args.vocab}) on {len(docs):,} documents, "
-          f"{sum(map(len, docs)) / 1e6:.2f} MB, in {time.perf_counter() - t:.1f} s")
+    print(f"trained BPE (vocab {args.vocab}) on the corpus's {len(paras):,} paragraphs, "
+          f"{sum(map(len, paras)) / 1e6:.2f} MB, in {time.perf_counter() - t:.1f} s")
     data = docs * args.repeat
     print(f"corpus: {len(data):,} documents, {sum(map(len, data)) / 1e6:.1f} MB, cpus {os.cpu_count()}")
 

@@ -47,11 +47,12 @@ def test_missing_text_column_is_named(tmp_path):
         build_source(DataConfig(source="file", path=str(path), text_column="body", cache_dir=str(tmp_path)))
 
 
-def test_hf_tokenizer_without_the_extra_or_offline_gives_a_clear_error():
-    with pytest.raises(ConfigError) as e:
-        build_tokenizer("EleutherAI/gpt-neox-20b")
-    msg = str(e.value)
-    assert "data.tokenizer" in msg and ("ebt-scaling[hf]" in msg or "network" in msg)
+def test_an_unloadable_hf_tokenizer_gives_a_clear_error(tmp_path):
+    for name in ("no-such-org-ebt/no-such-tokenizer", str(tmp_path / "missing.json")):
+        with pytest.raises(ConfigError) as e:
+            build_tokenizer(name)
+        msg = str(e.value)
+        assert "data.tokenizer" in msg and name in msg and ("ebt-scaling[hf]" in msg or "network" in msg)
 
 
 def test_unigram_entropy_of_a_uniform_stream():

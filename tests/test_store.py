@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")          # before `datasets` is imported: no network
@@ -14,9 +13,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import numpy as np
 import pandas as pd
 import pytest
-
-pytest.importorskip("datasets")
-pytest.importorskip("tokenizers")
 
 from ebt_scaling.config import ConfigError, DataConfig
 from ebt_scaling.data import store
