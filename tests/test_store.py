@@ -133,6 +133,16 @@ def test_an_interrupted_prepare_resumes_where_it_committed(corpus, tmp_path, mon
     assert resumed.index["train_hash"] == whole.index["train_hash"]
 
 
+def test_a_stream_that_breaks_off_stops_with_what_to_do(corpus, tmp_path, monkeypatch):
+    def breaks(batches, tok, num_proc):
+        raise OSError("connection reset by peer")
+        yield
+    monkeypatch.setattr(store, "tokenize_batches", breaks)
+    with pytest.raises(ConfigError, match=r"prepare .*pq: reading or tokenizing the dataset failed.*"
+                                          r"connection reset.*run the same command again to resume"):
+        store.ensure(_cfg(corpus, tmp_path), 1000)
+
+
 def test_val_hash_differs_when_the_dataset_or_the_tokenizer_does(corpus, tmp_path):
     pq_dir, js_dir, tok_a, tok_b = corpus
     same = [store.ensure(_cfg(corpus, tmp_path / c), 1000).val_hash for c in ("x", "y")]

@@ -153,7 +153,7 @@ def _build(path: Path, index: dict, cfg: DataConfig, tok, need: int, out) -> Non
         finally:
             del it
     exhausted = True
-    with open(train_path, "ab") as f:
+    with open(train_path, "ab") as f, _reading(label, index):
         for tokens, (state, n_docs) in tokenize_batches(batches(), tok, cfg.num_proc or os.cpu_count() or 1):
             f.write(tokens.astype(dtype, copy=False).tobytes())
             n = len(tokens)
@@ -176,6 +176,19 @@ def _build(path: Path, index: dict, cfg: DataConfig, tok, need: int, out) -> Non
     if exhausted:
         print(f"prepare {label}: the dataset ended at {index['train_tokens']:,} training tokens "
               f"(asked for {need:,})", file=out, flush=True)
+
+
+@contextlib.contextmanager
+def _reading(label: str, index: dict):
+    """A stream that breaks off (network, a bad shard) stops with what to do, not a traceback."""
+    try:
+        yield
+    except (ConfigError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise ConfigError(f"prepare {label}: reading or tokenizing the dataset failed at "
+                          f"{index['train_tokens']:,} training tokens ({hf._reason(e)}); what was committed "
+                          "is kept: run the same command again to resume") from e
 
 
 def _commit(f, path: Path, index: dict, session: dict) -> None:
