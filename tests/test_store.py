@@ -231,3 +231,15 @@ def test_prepare_train_fit_on_a_local_dataset(corpus, tmp_path):
     t.to_parquet(odd)
     with pytest.raises(ValueError, match=f"different validation sets.*{odd.stem}"):
         main(["fit", str(results), "--out", str(tmp_path / "analysis2")])
+
+
+def test_cpu_sources_have_a_val_hash_and_a_budget_beyond_one_pass_says_how_many(capsys):
+    from ebt_scaling.data.sources import build_source, val_hash
+    shakes = [val_hash(build_source(DataConfig(seq_len=64), need_tokens=n), 64, 8192) for n in (1000, 2_000_000)]
+    markov = val_hash(build_source(DataConfig(source="markov", seq_len=64)), 64, 8192)
+    assert shakes[0] == shakes[1] and len({shakes[0], markov}) == 2
+    assert val_hash(build_source(DataConfig(seq_len=64)), 64, 4096) != shakes[0]     # other windows scored
+    capsys.readouterr()
+    src = build_source(DataConfig(seq_len=64), need_tokens=10_000_000)
+    err = capsys.readouterr().err
+    assert f"{src.passes(10_000_000, 64):.2f} passes" in err and "2.27 passes" in err
