@@ -135,6 +135,9 @@ class DataConfig:
     val_tokens: int = 4194304           # source=hf: the store's validation set (its first documents)
     num_proc: int = 0                   # source=hf: tokenizer processes when preparing; 0 -> all cores
     val_fraction: float = 0.1           # share held out (file source)
+    targets: str = "pack"               # "pack": documents packed with EOS separators, every target
+                                        # counted; "pad" (source=hf): one document per sequence, cut to
+                                        # seq_len + 1 tokens, padding masked out of the loss (the paper)
     markov_vocab: int = 64              # source=markov
     markov_order: int = 1
     markov_branching: int = 4           # allowed next symbols per context
@@ -401,6 +404,9 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
     _need(d.source != "hf" or d.val_tokens >= t.eval_tokens + d.seq_len, f"{s}: data.val_tokens",
           f"must be >= train.eval_tokens + data.seq_len ({t.eval_tokens + d.seq_len}): evaluation reads it")
     _need(d.num_proc >= 0, f"{s}: data.num_proc", "must be >= 0 (0 = all cores)")
+    _need(d.targets in ("pack", "pad"), f"{s}: data.targets", "one of pack, pad")
+    _need(d.targets == "pack" or (d.source == "hf" and d.tokenizer != "byte"), f"{s}: data.targets",
+          "pad needs source: hf and a tokenizer with an EOS token (documents are found by their EOS)")
     _need(d.markov_vocab >= 2 and d.markov_order >= 1, f"{s}: data.markov_vocab",
           "markov_vocab must be >= 2 and markov_order >= 1")
     _need(1 <= d.markov_branching <= d.markov_vocab, f"{s}: data.markov_branching",

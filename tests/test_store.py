@@ -243,3 +243,43 @@ def test_cpu_sources_have_a_val_hash_and_a_budget_beyond_one_pass_says_how_many(
     src = build_source(DataConfig(seq_len=64), need_tokens=10_000_000)
     err = capsys.readouterr().err
     assert f"{src.passes(10_000_000, 64):.2f} passes" in err and "2.27 passes" in err
+
+
+def test_pad_targets_one_document_per_sequence_with_padding_masked(corpus, tmp_path):
+    import torch
+    import torch.nn.functional as F
+    from ebt_scaling.config import config_from_dict
+    from ebt_scaling.data.sources import PAD, PaddedSource, build_source, inputs_of, val_hash
+    from ebt_scaling.models.registry import build_model
+    from ebt_scaling.results.store import MemorySink
+    from ebt_scaling.train import train
+    eos = 0
+    # three documents (ids 1.., each ended by EOS): 2, 5 and 3 tokens before their EOS
+    arr = np.array([5, 6, eos, 7, 8, 9, 10, 11, eos, 12, 13, 14, eos])
+    src = PaddedSource("t", arr, arr, 16, eos, val_id="v")
+    assert src.n_windows(4) == 3
+    rows = {tuple(r) for s in range(3) for r in src.train_batch(s, 1, 4, seed=0).tolist()}
+    assert rows == {(5, 6, eos, PAD, PAD), (7, 8, 9, 10, 11), (12, 13, 14, eos, PAD)}   # each once per pass
+    batch = src.train_batch(0, 3, 4, seed=0)
+    assert int(inputs_of(batch).min()) >= 0
+    # the loss counts only real targets: equal to the loss over the unpadded positions
+    cfg = config_from_dict({"model": {"n_layers": 1, "d_model": 16, "n_heads": 2, "vocab_size": 16},
+                            "train": {"steps": 1}})
+    model = build_model(cfg)
+    loss, _ = model.loss(inputs_of(batch), batch[:, 1:])
+    logits = model(inputs_of(batch))
+    keep = batch[:, 1:] != PAD
+    assert torch.allclose(loss, F.cross_entropy(logits[keep], batch[:, 1:][keep]))
+    # a pad-mode point trains end to end, on another val_hash than the packed one
+    data = dict(source="hf", hf_dataset=str(corpus[0]), tokenizer=corpus[2], val_tokens=20000,
+                cache_dir=str(tmp_path), num_proc=1, seq_len=32)
+    point = {"model": {"n_layers": 1, "d_model": 16, "n_heads": 2},
+             "train": {"batch_size": 4, "tokens": 1280, "eval_tokens": 512, "eval_every": 100, "device": "cpu"}}
+    sink = MemorySink()
+    out = train(config_from_dict({**point, "data": {**data, "targets": "pad"}}), sink)
+    assert out.status == "ok" and np.isfinite(out.val_loss)
+    packed = build_source(DataConfig(**data))
+    padded = build_source(DataConfig(**data, targets="pad"))
+    assert sink.rows[-1].val_hash == val_hash(padded, 32, 512) != val_hash(packed, 32, 512)
+    with pytest.raises(ConfigError, match="data.targets.*pad needs source: hf"):
+        config_from_dict({"data": {"targets": "pad"}, "train": {"steps": 1}})

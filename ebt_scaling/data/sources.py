@@ -52,6 +52,17 @@ class TokenSource:
         raise NotImplementedError
 
 
+PAD = -100   # a masked target (data.targets: pad): F.cross_entropy's default ignore_index
+
+
+def inputs_of(batch: torch.Tensor) -> torch.Tensor:
+    """The model's inputs of a (B, S+1) batch: [:, :-1], masked positions as token 0. A
+    masked position only ever follows the document (causal attention: nothing real sees
+    it), and its target is masked too."""
+    x = batch[:, :-1]
+    return x.clamp(min=0) if x.min() < 0 else x
+
+
 def _rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, step, stream])
 
@@ -106,7 +117,9 @@ class ArraySource(TokenSource):
         """How many passes over the training split a budget of `tokens` makes."""
         return tokens / max(1, self.n_windows(seq_len) * seq_len)
 
-    def train_batch(self, step, batch_size, seq_len, seed):
+    def _order(self, step, batch_size, seq_len, seed) -> np.ndarray:
+        """Window numbers of step `step`: sequences step*B .. step*B+B-1 of the run, each
+        pass over the n windows in its own seeded permutation."""
         n = self.n_windows(seq_len)
         if n < 1:
             raise ConfigError(f"data: the {self.name} training split ({len(self.train)} tokens) "
@@ -116,7 +129,10 @@ class ArraySource(TokenSource):
         keys = np.empty((batch_size, 4), dtype=np.uint64)
         for p in np.unique(pass_no):   # one permutation per (seed, pass)
             keys[pass_no == p] = _rng(seed, int(p), 2).integers(0, 2 ** 63, size=4, dtype=np.uint64)
-        return self._windows(self.train, permute(pos, n, keys) * seq_len, seq_len)
+        return permute(pos, n, keys)
+
+    def train_batch(self, step, batch_size, seq_len, seed):
+        return self._windows(self.train, self._order(step, batch_size, seq_len, seed) * seq_len, seq_len)
 
     def val_batches(self, n_tokens, batch_size, seq_len):
         n_seq = max(1, n_tokens // seq_len)
@@ -128,6 +144,43 @@ class ArraySource(TokenSource):
         starts = np.linspace(0, hi, n_seq).astype(np.int64)
         for i in range(0, n_seq, batch_size):
             yield self._windows(self.val, starts[i:i + batch_size], seq_len)
+
+
+class PaddedSource(ArraySource):
+    """The paper's targets: one document per sequence, cut to S+1 tokens (its EOS
+    included when it fits), the rest PAD: masked out of the loss. Documents are found
+    by the EOS that ends each one in the store; each is used at most once per pass."""
+
+    def __init__(self, name, train, val, vocab_size, eos_id: int, val_id: str):
+        super().__init__(name, train, val, vocab_size, val_id=f"{val_id}|pad")
+        self.eos = eos_id
+        self.train_docs, self.val_docs = self._docs(train), self._docs(val)
+
+    def _docs(self, arr, chunk: int = 1 << 26) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, ends) of the documents of `arr`, read in chunks (memory stays flat)."""
+        ends = [np.flatnonzero(np.asarray(arr[i:i + chunk]) == self.eos) + i + 1 for i in range(0, len(arr), chunk)]
+        ends = np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64)
+        return np.concatenate([[0], ends[:-1]]).astype(np.int64), ends.astype(np.int64)
+
+    def _padded(self, arr, starts, ends, seq_len) -> torch.Tensor:
+        out = np.full((len(starts), seq_len + 1), PAD, dtype=np.int64)
+        for i, (a, b) in enumerate(zip(starts, np.minimum(ends, starts + seq_len + 1))):
+            out[i, :b - a] = arr[a:b]
+        return torch.from_numpy(out)
+
+    def n_windows(self, seq_len: int) -> int:
+        return len(self.train_docs[0])
+
+    def train_batch(self, step, batch_size, seq_len, seed):
+        idx = self._order(step, batch_size, seq_len, seed)
+        return self._padded(self.train, self.train_docs[0][idx], self.train_docs[1][idx], seq_len)
+
+    def val_batches(self, n_tokens, batch_size, seq_len):
+        starts, ends = self.val_docs
+        n_seq = min(len(starts), max(1, n_tokens // seq_len))    # the first documents, in order
+        for i in range(0, n_seq, batch_size):
+            j = min(i + batch_size, n_seq)
+            yield self._padded(self.val, starts[i:j], ends[i:j], seq_len)
 
 
 # ------------------------------------------------------------------ shakespeare
@@ -294,6 +347,11 @@ def hf_source(cfg: DataConfig, tok, need_tokens: int = 0) -> ArraySource:
     """The shared token store of the dataset (data/store.py), built or extended to hold
     `need_tokens` training tokens when it holds fewer (under its lock)."""
     store = ensure(cfg, need_tokens + cfg.seq_len + 1, tok)
+    if cfg.targets == "pad":
+        if tok.eos_id is None:
+            raise ConfigError(f"data.targets: pad needs a tokenizer with an EOS token; {tok.name} has none")
+        return PaddedSource(f"hf:{cfg.hf_dataset}", store.train, store.val, tok.vocab_size, tok.eos_id,
+                            val_id=store.val_hash)
     return ArraySource(f"hf:{cfg.hf_dataset}", store.train, store.val, tok.vocab_size, val_id=store.val_hash)
 
 

@@ -6,6 +6,7 @@ import math
 import torch
 
 from ..config import Config
+from ..data import PAD, inputs_of
 
 
 def evaluate(model, source, cfg: Config, device, autocast: bool) -> dict:
@@ -16,8 +17,8 @@ def evaluate(model, source, cfg: Config, device, autocast: bool) -> dict:
     for batch in source.val_batches(cfg.train.eval_tokens, cfg.train.batch_size, cfg.data.seq_len):
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss, info = model.eval_loss(batch[:, :-1], batch[:, 1:])
-        n = batch[:, 1:].numel()
+            loss, info = model.eval_loss(inputs_of(batch), batch[:, 1:])
+        n = int((batch[:, 1:] != PAD).sum())          # masked padding is not scored
         total += float(loss) * n
         count += n
         for k, v in info.items():

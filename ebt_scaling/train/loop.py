@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..config import Config
-from ..data import build_source, val_hash
+from ..data import build_source, inputs_of, val_hash
 from ..flops import mfu, non_embedding_params, peak_flops, total_params, train_flops_per_token
 from ..models.registry import build_model
 from ..results.schema import Row
@@ -169,7 +169,7 @@ def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
         lr = lr_at(step, total, cfg)
         set_lr(opt, lr)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss, info = model.loss(batch[:, :-1], batch[:, 1:], step=step)
+            loss, info = model.loss(inputs_of(batch), batch[:, 1:], step=step)
         if step == cfg.train.fail_at_step:
             loss = loss * math.nan
         if cfg.train.nan_check and not torch.isfinite(loss):

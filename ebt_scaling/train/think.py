@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..config import config_from_dict
+from ..config import ConfigError, config_from_dict
 from ..data import build_source
 from ..data.ood import ood_tokens
 from ..data.sources import ArraySource
@@ -110,6 +110,9 @@ def system2(cfg, model, sets=("val", "ood:dyck", "ood:arith", "ood:python"),
     """Returns (think rows, per-token energy frame or None)."""
     flush_denormals()
     device = next(model.parameters()).device
+    if cfg.data.targets == "pad":
+        raise ConfigError("think: points trained with data.targets: pad are not supported yet "
+                          "(System-2 scoring counts every target)")
     source = build_source(cfg.data)
     base = base_row(cfg, trial_id or cfg.hash(), sweep)
     base.update(device=device_label(device), dtype="fp32")
