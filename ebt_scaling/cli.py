@@ -76,9 +76,19 @@ def _fit(args) -> int:
         if "=" not in item:
             raise ConfigError(f"--extrapolate {item!r}: expected axis=value, e.g. params=1e9")
         k, v = item.split("=", 1)
-        extrapolate[k] = float(v)
-    result = run_fit(args.source, Path(args.out), metric=args.metric, axes=args.axis or None,
-                     select=args.select, extrapolate=extrapolate or None)
+        try:
+            extrapolate[k] = float(v)
+        except ValueError:
+            raise ConfigError(f"--extrapolate {item!r}: {v!r} is not a number; write e.g. params=1e9") from None
+    if not args.metric.endswith("ppl"):
+        print(f"warning: --metric {args.metric}: the paper's line is log10(perplexity) on log10(x); on a "
+              "loss-like metric it fits log10(loss), a different law whose slopes and gains are not the "
+              "paper's (use --metric val_ppl to compare with it)", file=sys.stderr)
+    try:
+        result = run_fit(args.source, Path(args.out), metric=args.metric, axes=args.axis or None,
+                         select=args.select, extrapolate=extrapolate or None)
+    except ValueError as err:      # the fitter's expected errors name the file, the column and the fix
+        raise ConfigError(str(err)) from err
     print(summary(result))
     return 0
 
@@ -112,6 +122,7 @@ def _think(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ebt-sweep", description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train one point from a YAML config")
@@ -147,11 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit scaling laws to results and write the report and figures")
     f.add_argument("source", help="results folder, a parquet file, or a CSV")
     f.add_argument("--out", default="analysis", help="output folder (default: analysis/)")
-    f.add_argument("--metric", default="val_ppl", help="what to fit (default: val_ppl)")
+    f.add_argument("--metric", default="val_ppl",
+                   help="column to fit (default: val_ppl). The paper's line is log10(perplexity) on "
+                        "log10(x), so its slopes and gains need a perplexity; a loss (val_loss, nats) gives "
+                        "log10(loss) on log10(x), a different law, and warns. Saturating and Chinchilla "
+                        "laws are fitted on the loss (ln ppl) either way")
     f.add_argument("--axis", action="append", help="only these axes (data, batch, depth, width, params, flops)")
     f.add_argument("--select", default="final", help="which rows: final (each trial's last evaluation)")
     f.add_argument("--extrapolate", action="append", metavar="AXIS=VALUE",
-                   help="report the loss each family's law predicts at this scale, e.g. params=1e9")
+                   help="report the loss each family's law predicts at this scale, e.g. params=1e9, and "
+                        "draw the figures out to it (by default they span the measured range only)")
     f.set_defaults(func=_fit)
 
     from .execute.cli import register as _register_sweep; _register_sweep(sub)
@@ -163,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except ConfigError as e:
+        if args.debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
 

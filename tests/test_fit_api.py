@@ -90,7 +90,7 @@ def test_writes_table_report_and_figures(result):
     assert {"sweep", "axis", "family", "law", "parameter", "estimate", "ci_low", "ci_high"} <= set(table.columns)
     assert set(table["law"]) >= {"loglog", "saturating", "comparison", "extrapolation"}
     report = (out / "report.md").read_text()
-    for text in ("Scaling rate", "Axis: data", "Axis: depth", "Thinking", "crossing", "fit_data.pdf"):
+    for text in ("Scaling rate", "Axis: data", "Axis: depth", "Thinking", "Crossover", "fit_data.pdf"):
         assert text in report, text
     for name in ("fit_data", "fit_depth", "fit_all", "thinking_passes", "thinking_ood"):
         assert (out / f"{name}.pdf").exists() and (out / f"{name}.png").exists(), name
@@ -152,14 +152,15 @@ def test_select_last_uses_last_eval_row(results_dir, tmp_path):
     assert res.n_trials == 10
 
 
-def test_seeds_resampled_as_trials(tmp_path):
+def test_seeds_are_clusters_of_their_x(tmp_path):
     rows = []
     for seed in range(3):
         for fam, slope in SLOPES.items():
             rows += rows_for("data", fam, X["data"], slope=slope, seed=seed)
     res = run_fit(write(rows, tmp_path / "r.parquet"), tmp_path / "o", n_boot=200, figures=False)
     assert all(f.line.n_points == 15 for f in res.fits)
-    assert all("trials" in f.line.resampling for f in res.fits)
+    # 15 rows but 5 distinct x: the line's error has 5 - 2 degrees of freedom, not 13
+    assert all(f.line.df == 3 and "per-x means" in f.line.resampling for f in res.fits)
 
 
 def test_isoflop_sweep_fits_frontier_and_compute_optimal_size(tmp_path):

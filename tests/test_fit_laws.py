@@ -12,7 +12,10 @@ PAPER_GAINS = {"data": 35.98, "batch": 28.46, "depth": 5.29, "params": 2.91, "fl
 
 def test_scaling_rate_gain_definition():
     assert scaling_rate_gain(-0.13598, -0.1) == pytest.approx(0.3598)
-    assert scaling_rate_gain(0.05, -0.1) == pytest.approx(-0.5)   # magnitudes, not signs
+    # signed: a rising family line against a falling baseline is below -1 (it does not improve at
+    # all), never the |0.05| / |0.1| - 1 = -50% that magnitudes would give
+    assert scaling_rate_gain(0.05, -0.1) == pytest.approx(-1.5)
+    assert scaling_rate_gain(-0.2, 0.1) < 0         # a falling family against a rising baseline
 
 
 @pytest.mark.parametrize("axis,gain_pct", sorted(PAPER_GAINS.items()))

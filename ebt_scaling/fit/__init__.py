@@ -13,9 +13,8 @@ This package imports nothing from ebt_scaling except results.schema.
 from .api import AxisFamilyFit, FitResult, fit_source
 from .compare import scaling_rate_gain
 from .fitting import fit_chinchilla, fit_line, fit_loglog, fit_saturating
-from .laws import (ChinchillaLaw, IsoFlopLaw, KaplanComputeLaw, LogLogLine, PowerLaw,
-                   SaturatingPowerLaw)
+from .laws import ChinchillaLaw, KaplanComputeLaw, LogLogLine, SaturatingPowerLaw
 
 __all__ = ["fit_source", "FitResult", "AxisFamilyFit", "scaling_rate_gain", "fit_chinchilla",
-           "fit_line", "fit_loglog", "fit_saturating", "ChinchillaLaw", "IsoFlopLaw",
-           "KaplanComputeLaw", "LogLogLine", "PowerLaw", "SaturatingPowerLaw"]
+           "fit_line", "fit_loglog", "fit_saturating", "ChinchillaLaw",
+           "KaplanComputeLaw", "LogLogLine", "SaturatingPowerLaw"]

@@ -24,7 +24,7 @@ import pandas as pd
 from . import io as rio
 from .compare import (Comparison, Extrapolation, compare_lines, extrapolate_line,
                       thinking_table)
-from .fitting import (ChinchillaFit, Interval, IsoFlopFit, LineFit, SaturatingFit,
+from .fitting import (NOT_IDENTIFIED, ChinchillaFit, Interval, IsoFlopFit, LineFit, SaturatingFit,
                       bootstrap_weights, fit_chinchilla, fit_isoflop, group_budgets, fit_line, fit_saturating,
                       percentile_interval)
 from .laws import KaplanComputeLaw
@@ -153,7 +153,7 @@ def _run_results(table, out, metric, axes, select, extrapolate, baseline, n_boot
             fit = _fit_family(plan, family, g, metric, n_boot, n_boot_sat, seed, notes, label)
             if fit is not None:
                 fits.append(fit)
-    comparisons = _compare(fits, baseline, notes)
+    comparisons = _compare(fits, baseline, notes, seed)
     extrapolations = _extrapolate(fits, extrapolate, notes)
     isoflop, chinchilla = _isoflop_and_chinchilla(points, metric, n_boot, n_boot_sat, seed, notes, axes)
     think = rio.select_think(table)
@@ -176,28 +176,37 @@ def _fit_family(plan, family, g, metric, n_boot, n_boot_sat, seed, notes, label)
     if not ok.all():
         notes.append(f"{label}, {family}: {int((~ok).sum())} point(s) with missing or non-positive "
                      f"{plan.x_column} dropped")
-    x, y, units = x[ok], y[ok], g["trial_id"].astype(str).to_numpy()[ok]
+    x, y = x[ok], y[ok]
     n_distinct = np.unique(x).size
     if n_distinct < 2:
         notes.append(f"{label}, {family}: {x.size} point(s) at {n_distinct} distinct {plan.x_column} "
                      f"value(s); a line needs >= 2, so this family is not fitted on this axis")
         return None
     rng = _rng(seed, plan.sweep, plan.axis, family)
-    line = fit_line(x, y, n_boot=n_boot, rng=rng, units=units)
+    line = fit_line(x, y, n_boot=n_boot, rng=rng)
     if n_distinct < 3:
         notes.append(f"{label}, {family}: only {n_distinct} distinct x values, so the line has no interval")
-    saturating = None
-    if n_distinct >= 4:
-        loss = rio.loss_of(metric, y)
-        weights = (bootstrap_weights(n_boot_sat, _rng(seed, plan.sweep, plan.axis, family, "sat"),
-                                     units=units, x=x, min_distinct=3, n_points=x.size)
-                   if n_boot_sat else None)
-        saturating = fit_saturating(x, loss, n_boot=0, weights=weights)
-    kaplan = kaplan_offset = None
-    if plan.axis == "flops":
-        loss = rio.loss_of(metric, y)
-        pure = fit_line(x, loss, n_boot=n_boot,
-                        rng=_rng(seed, plan.sweep, plan.axis, family, "kaplan"), units=units)
+    loss = rio.loss_of(metric, y)
+    positive = np.isfinite(loss) & (loss > 0)
+    saturating = kaplan = kaplan_offset = None
+    if n_distinct >= 4 or plan.axis == "flops":
+        if not positive.all():
+            notes.append(f"{label}, {family}: {int((~positive).sum())} point(s) with loss <= 0 "
+                         f"({metric} <= 1 for a perplexity) left out of the laws fitted on log loss "
+                         "(saturating, Kaplan); the paper's line keeps them")
+    xl, ll = x[positive], loss[positive]
+    if np.unique(xl).size >= 4:
+        try:
+            # seeds as clusters: a resample draws whole x values, all rows of one x together
+            weights = (bootstrap_weights(n_boot_sat, _rng(seed, plan.sweep, plan.axis, family, "sat"),
+                                         units=xl, x=xl, min_distinct=3, n_points=xl.size)
+                       if n_boot_sat else None)
+            saturating = fit_saturating(xl, ll, n_boot=0, weights=weights)
+            notes.extend(f"{label}, {family}: saturating law: {n}" for n in saturating.notes)
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError) as err:
+            notes.append(f"{label}, {family}: saturating law not fitted ({err}); the other fits stand")
+    if plan.axis == "flops" and np.unique(xl).size >= 2:
+        pure = fit_line(xl, ll, n_boot=n_boot, rng=_rng(seed, plan.sweep, plan.axis, family, "kaplan"))
         kaplan = _kaplan_intervals(pure)
         if saturating is not None:
             kaplan_offset = _kaplan_offset_intervals(saturating)
@@ -255,7 +264,7 @@ def _kaplan_offset_intervals(sat: SaturatingFit) -> dict[str, Interval]:
             "C_c": percentile_interval(law.C_c, cc_draws)}
 
 
-def _compare(fits, baseline, notes) -> list[Comparison]:
+def _compare(fits, baseline, notes, seed) -> list[Comparison]:
     out = []
     keyed = {}
     for f in fits:
@@ -271,7 +280,8 @@ def _compare(fits, baseline, notes) -> list[Comparison]:
         for fam in others:
             f = by_family[fam]
             out.append(compare_lines(fam, f.line, baseline, base.line, sweep=sweep, axis=axis,
-                                     x_family=f.x, x_baseline=base.x))
+                                     x_family=f.x, x_baseline=base.x,
+                                     rng=_rng(seed, sweep, axis, fam, "compare")))
     return out
 
 
@@ -309,19 +319,36 @@ def _isoflop_and_chinchilla(points, metric, n_boot, n_boot_sat, seed, notes, axe
                        for c in ("flops", "n_params", "total_tokens"))
             L = rio.loss_of(metric, g[metric].to_numpy(float))
             ok = np.isfinite(C) & np.isfinite(N) & np.isfinite(D) & (C > 0) & (N > 0) & (D > 0)
+            ok &= np.isfinite(L) & (L > 0)
             C, N, D, L = C[ok], N[ok], D[ok], L[ok]
-            units = g["trial_id"].astype(str).to_numpy()[ok]
             if C.size == 0:
                 continue
             key = f"{sweep}/{family}" if sweep else family
-            iso = fit_isoflop(C, N, D, L, n_boot=n_boot, rng=_rng(seed, sweep, "isoflop", family),
-                              units=units)
+            try:
+                # seeds as clusters: all trials of one size (within a budget) resampled together
+                iso = fit_isoflop(C, N, D, L, n_boot=n_boot, rng=_rng(seed, sweep, "isoflop", family),
+                                  units=N)
+            except (ValueError, np.linalg.LinAlgError) as err:
+                notes.append(f"{key}: isoFLOP fit failed ({err}); the other fits stand")
+                continue
             isoflop[key] = iso
             notes.extend(f"{key}: {n}" for n in iso.notes)
             corr = np.corrcoef(np.log(N), np.log(D))[0, 1] if np.unique(N).size > 1 and np.unique(D).size > 1 else 1.0
             if C.size >= 10 and np.unique(N).size >= 3 and np.unique(D).size >= 3 and abs(corr) < 0.98:
-                chinchilla[key] = fit_chinchilla(N, D, np.exp(L), n_boot=n_boot_sat, units=units,
-                                                 seed=int(_rng(seed, sweep, "chinchilla", family).integers(2**31)))
+                try:
+                    # fitted on the loss (nats), the quantity the law describes; units: one
+                    # (N, D) configuration, all its seeds together
+                    cfg = np.unique(np.stack([N, D], axis=1), axis=0, return_inverse=True)[1].ravel()
+                    ch = fit_chinchilla(N, D, L, n_boot=n_boot_sat, units=cfg,
+                                        seed=int(_rng(seed, sweep, "chinchilla", family).integers(2**31)))
+                except (ValueError, np.linalg.LinAlgError) as err:
+                    notes.append(f"{key}: Chinchilla law not fitted ({err}); the other fits stand")
+                    continue
+                chinchilla[key] = ch
+                bad = {k: v for k, v in ch.identified.items() if v}
+                if bad:
+                    notes.append(f"{key}: Chinchilla law: {', '.join(bad)} {NOT_IDENTIFIED} ("
+                                 + "; ".join(sorted(set(bad.values()))) + ")")
     return isoflop, chinchilla
 
 

@@ -1,13 +1,25 @@
-"""Comparing a family against the baseline: scaling-rate gain, crossover, extrapolation.
+"""Comparing a family against the baseline: slope difference, scaling-rate gain, crossover.
 
 The EBT paper compares families by one number per axis, the scaling-rate gain
-|slope_EBT| / |slope_T++| - 1 of the two log-log lines, with 3-5 points per
-line and no uncertainty. Here each number comes with a bootstrap interval in
-which the two families are resampled independently (they are separate runs),
-a bootstrap test of "no difference", the x at which the two lines cross (a
-faster-scaling family that starts worse only wins beyond it), and predictions
-at a scale the user names. All of these are functions of the bootstrap draws
-kept in `fitting.LineFit`, so no refit happens here.
+|slope_EBT| / |slope_T++| - 1 of two log-log lines, 3-5 points per line, no
+uncertainty. Taken at face value that number is blind to sign: a line whose
+loss *rises* with x has a large |slope| too. Here:
+
+* the test of "no difference" is on the signed slope difference
+  d = slope_family - slope_baseline (d < 0: the family's loss falls faster),
+  a Welch t test: each line's slope has its own standard error and n_x - 2
+  degrees of freedom (fitting.fit_line), combined by Satterthwaite;
+* the gain is computed on signed slopes, slope_family / slope_baseline - 1
+  (the paper's value wherever both slopes are negative), and reported only
+  where the baseline's loss falls with x (its slope interval lies below 0):
+  a ratio to a slope that may be 0 or positive says nothing about speed;
+* "scales faster" needs both lines to fall and d < 0 at p < 0.05;
+* the crossover comes from the joint draws (the share that falls in the
+  measured range, an interval), not from the point estimate alone.
+
+Joint draws: both families' (intercept, slope) are drawn as bivariate t with
+one shared chi-square scale of the Welch degrees of freedom, so every function
+of the two lines (gain, crossing) inherits the Welch test's calibration.
 """
 from __future__ import annotations
 
@@ -15,25 +27,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fitting import Interval, LineFit, percentile_interval
+from .fitting import CI_LEVEL, Interval, LineFit, percentile_interval, t_draws, t_interval
 
 
-def scaling_rate_gain(slope_family: float, slope_baseline: float) -> float:
-    """The paper's scaling-rate gain: |slope_family| / |slope_baseline| - 1.
+def scaling_rate_gain(slope_family, slope_baseline):
+    """Signed scaling-rate gain: slope_family / slope_baseline - 1.
 
-    E.g. slopes -0.13598 (EBT) and -0.1 (Transformer++) give 0.3598, the
-    paper's "35.98% faster" for data scaling.
+    Where both slopes are negative this is the paper's |s_f| / |s_b| - 1:
+    slopes -0.13598 (EBT) and -0.1 (Transformer++) give 0.3598, the paper's
+    "35.98% faster" for data scaling. A rising family line against a falling
+    baseline gives a gain below -1 (it does not improve at all); against a
+    baseline that does not fall the ratio means nothing and compare_lines
+    does not report it.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.abs(slope_family) / np.abs(slope_baseline) - 1.0
+        return np.asarray(slope_family, float) / np.asarray(slope_baseline, float) - 1.0
 
 
 def bootstrap_p_value(draws) -> float:
-    """Two-sided bootstrap p-value for "the quantity is 0".
+    """Two-sided p-value for "the quantity is 0" from draws of its sampling distribution.
 
-    The smallest level at which the percentile interval excludes 0:
     2 x the smaller tail share of draws on either side of 0, with the usual
-    +1 correction so a finite bootstrap never reports p = 0.
+    +1 correction so a finite number of draws never reports p = 0.
     """
     draws = np.asarray(draws, float)
     draws = draws[np.isfinite(draws)]
@@ -44,7 +59,11 @@ def bootstrap_p_value(draws) -> float:
     return float(min(1.0, 2.0 * min(below, above)))
 
 
-FAR_DECADES = 3.0   # a crossing further than this outside the measured range is reported as none
+def welch_df(se_f: float, df_f: int, se_b: float, df_b: int) -> float:
+    """Satterthwaite's degrees of freedom for the difference of two independent estimates."""
+    num = (se_f ** 2 + se_b ** 2) ** 2
+    den = se_f ** 4 / df_f + se_b ** 4 / df_b
+    return float(num / den) if den > 0 else float(df_f + df_b)
 
 
 @dataclass(frozen=True)
@@ -52,10 +71,10 @@ class Crossover:
     """Where the family's line meets the baseline's (x in axis units)."""
 
     x: Interval
-    in_range: bool
+    in_range: bool           # the draws put the crossing inside the measured range (>= 95% of them)
     x_range: tuple[float, float]
     lower_beyond: str        # family that is lower (better) for x above the crossing
-    share_in_range: float    # bootstrap share of crossings that fall in the measured range
+    share_in_range: float    # share of the joint draws whose crossing falls in the measured range
     statement: str
 
 
@@ -67,79 +86,141 @@ class Comparison:
     axis: str
     family: str
     baseline: str
-    gain: Interval           # fraction; 0.3598 means 35.98 % faster scaling
-    p_value: float           # bootstrap test of gain == 0
+    gain: Interval           # signed gain (fraction; 0.3598 = 35.98% faster); NaN when not reported
+    gain_reported: bool      # False where the baseline's loss does not fall with x
+    slope_difference: Interval   # slope_family - slope_baseline, Welch t interval
+    p_value: float           # Welch test of slope_difference == 0
     slope_family: Interval
     slope_baseline: Interval
+    verdict: str             # faster | slower | no detectable difference | <who> does not improve
+    basis: str               # what was compared on this axis and why
     crossover: Crossover
+    df: float = float("nan")  # Welch degrees of freedom of the difference
+
+
+def joint_draws(fit: LineFit, base: LineFit, n: int, rng: np.random.Generator):
+    """(intercept_f, slope_f, intercept_b, slope_b) draws with one shared Welch scale; None if
+    either line has no interval."""
+    if fit.df < 1 or base.df < 1 or not (np.isfinite(fit.cov).all() and np.isfinite(base.cov).all()):
+        return None, float("nan")
+    dfw = welch_df(fit.se_slope, fit.df, base.se_slope, base.df)
+    chi2 = rng.chisquare(dfw, n)
+    f = t_draws(np.array([fit.line.intercept, fit.line.slope]), fit.cov, dfw, n, rng, chi2)
+    b = t_draws(np.array([base.line.intercept, base.line.slope]), base.cov, dfw, n, rng, chi2)
+    return np.concatenate([f, b], axis=1), dfw
+
+
+def _falls(iv: Interval) -> bool:
+    return bool(np.isfinite(iv.high) and iv.high < 0)
 
 
 def compare_lines(family: str, fit: LineFit, baseline: str, base: LineFit, *, sweep: str, axis: str,
-                  x_family, x_baseline, lower_is_better: bool = True) -> Comparison:
-    """Gain with interval and p-value, and the crossover, from two independent bootstraps."""
+                  x_family, x_baseline, lower_is_better: bool = True, n_draws: int = 4000,
+                  rng: np.random.Generator | None = None, alpha: float = 1 - CI_LEVEL) -> Comparison:
+    """Slope difference (Welch), signed gain where the baseline falls, and the crossover."""
+    from scipy.stats import t as student_t
+
+    rng = np.random.default_rng(0) if rng is None else rng
+    draws, dfw = joint_draws(fit, base, n_draws, rng)
+    d_hat = fit.line.slope - base.line.slope
+    se_d = float(np.hypot(fit.se_slope, base.se_slope))
+    if draws is None:
+        diff, p = Interval(d_hat, float("nan"), float("nan")), float("nan")
+    else:
+        diff = t_interval(d_hat, se_d, dfw)
+        p = float(2 * student_t.sf(abs(d_hat) / se_d, dfw)) if se_d > 0 else float("nan")
+    s_f, s_b = fit.intervals["slope"], base.intervals["slope"]
+    base_falls, fam_falls = _falls(s_b), _falls(s_f)
     gain_hat = float(scaling_rate_gain(fit.line.slope, base.line.slope))
-    n = min(fit.slope_draws.size, base.slope_draws.size)
-    gain_draws = scaling_rate_gain(fit.slope_draws[:n], base.slope_draws[:n]) if n else np.full(0, np.nan)
+    if base_falls:
+        gain = percentile_interval(gain_hat, scaling_rate_gain(draws[:, 1], draws[:, 3])) \
+            if draws is not None else Interval(gain_hat, float("nan"), float("nan"))
+    else:
+        gain = Interval(float("nan"), float("nan"), float("nan"))
+    significant = np.isfinite(p) and p < alpha
+    if not base_falls:
+        verdict = (f"neither improves" if not fam_falls else f"{baseline} does not improve")
+        basis = (f"{baseline}'s loss does not fall with x in this range (slope {s_b.fmt()}), so the "
+                 "scaling-rate gain, a ratio to that slope, is not reported: its sign and size would "
+                 "not say which family scales faster. Compared instead: the slope difference "
+                 f"{family} - {baseline} = {diff.fmt()} (Welch t, p = {p:.3g})")
+        if not fam_falls:
+            basis += f"; {family} does not improve either (slope {s_f.fmt()})"
+    else:
+        if significant and d_hat < 0 and fam_falls:
+            verdict = "faster"
+        elif significant and d_hat > 0:
+            verdict = "slower"
+        else:
+            verdict = "no detectable difference"
+        basis = (f"{baseline}'s loss falls with x (slope {s_b.fmt()}), so the paper's scaling-rate gain "
+                 f"slope_{family} / slope_{baseline} - 1 is reported; the test of no difference is on the "
+                 f"signed slope difference {diff.fmt()} (negative: {family} falls faster; Welch t, "
+                 f"p = {p:.3g})")
+        if not fam_falls:
+            basis += f"; {family} does not improve with x in this range (slope {s_f.fmt()})"
     return Comparison(
-        sweep=sweep, axis=axis, family=family, baseline=baseline,
-        gain=percentile_interval(gain_hat, gain_draws),
-        p_value=bootstrap_p_value(gain_draws) if n else float("nan"),
-        slope_family=fit.intervals["slope"], slope_baseline=base.intervals["slope"],
-        crossover=crossover(family, fit, baseline, base, x_family, x_baseline, n, lower_is_better))
+        sweep=sweep, axis=axis, family=family, baseline=baseline, gain=gain, gain_reported=base_falls,
+        slope_difference=diff, p_value=p, slope_family=s_f, slope_baseline=s_b, verdict=verdict,
+        basis=basis, crossover=crossover(family, fit, baseline, base, x_family, x_baseline, draws,
+                                         lower_is_better),
+        df=dfw)
 
 
 def _crossing_log10x(a_f, s_f, a_b, s_b):
     with np.errstate(divide="ignore", invalid="ignore"):
-        diff = s_f - s_b
+        diff = np.asarray(s_f - s_b, float)
         u = (a_b - a_f) / diff
     return np.where(np.abs(diff) > 1e-12, u, np.nan)
 
 
-def crossover(family, fit: LineFit, baseline, base: LineFit, x_family, x_baseline, n: int,
+def crossover(family, fit: LineFit, baseline, base: LineFit, x_family, x_baseline, draws,
               lower_is_better: bool = True) -> Crossover:
-    """Crossing of two log-log lines, with a bootstrap interval and a plain statement."""
+    """Crossing of two log-log lines from the joint draws: interval, share in range, statement."""
     lo = float(max(np.min(x_family), np.min(x_baseline)))
     hi = float(min(np.max(x_family), np.max(x_baseline)))
     if lo > hi:   # the families were measured on disjoint ranges: use the union
         lo, hi = float(min(np.min(x_family), np.min(x_baseline))), float(max(np.max(x_family), np.max(x_baseline)))
+    u_lo, u_hi = np.log10(lo), np.log10(hi)
     u_hat = float(_crossing_log10x(fit.line.intercept, fit.line.slope, base.line.intercept, base.line.slope))
-    u_draws = _crossing_log10x(fit.intercept_draws[:n], fit.slope_draws[:n],
-                               base.intercept_draws[:n], base.slope_draws[:n]) if n else np.full(0, np.nan)
+    u_draws = (_crossing_log10x(draws[:, 0], draws[:, 1], draws[:, 2], draws[:, 3])
+               if draws is not None else np.full(0, np.nan))
+    # a draw without a crossing (parallel lines) counts as outside the range
+    share = float(np.mean((u_draws >= u_lo) & (u_draws <= u_hi))) if u_draws.size else float("nan")
     iv = percentile_interval(u_hat, u_draws)
     with np.errstate(over="ignore"):
         x_iv = Interval(*(float(np.power(10.0, v)) if np.isfinite(v) else float("nan")
                           for v in (iv.estimate, iv.low, iv.high)))
-    finite = u_draws[np.isfinite(u_draws)]
-    share = float(np.mean((finite >= np.log10(lo)) & (finite <= np.log10(hi)))) if finite.size else float("nan")
-    # the steeper (more negative) line is lower beyond the crossing
     steeper_is_family = fit.line.slope < base.line.slope
     lower_beyond = family if steeper_is_family == lower_is_better else baseline
-    mid = 0.5 * (np.log10(lo) + np.log10(hi))
+    mid = 0.5 * (u_lo + u_hi)
     f_mid = fit.line.intercept + fit.line.slope * mid
     b_mid = base.line.intercept + base.line.slope * mid
     better_mid = family if (f_mid < b_mid) == lower_is_better else baseline
     rng_txt = f"[{lo:.3g}, {hi:.3g}]"
+    share_txt = f"{share * 100:.0f}% of draws cross inside it" if np.isfinite(share) else "no interval"
+    in_range = bool(np.isfinite(share) and share >= 0.95)
     if not np.isfinite(u_hat):
         statement = f"{family} and {baseline} lines are parallel: they do not cross; {better_mid} is better throughout"
-        in_range = False
+    elif not np.isfinite(share):
+        where = "inside" if u_lo <= u_hat <= u_hi else "outside"
+        statement = (f"the point estimates cross {where} the measured range {rng_txt} at x = "
+                     f"{x_iv.estimate:.3g}; with no interval on a line this is not a finding")
+    elif in_range:
+        statement = (f"{family} and {baseline} cross inside the measured range {rng_txt} ({share_txt}) at "
+                     f"x = {x_iv.estimate:.3g} (95% interval {x_iv.low:.3g} to {x_iv.high:.3g}); beyond it "
+                     f"{lower_beyond} is better")
+    elif share <= 0.05 and (iv.low > u_hi or iv.high < u_lo):
+        side = "above" if iv.low > u_hi else "below"
+        statement = (f"{family} and {baseline} do not cross in the measured range {rng_txt} ({better_mid} is "
+                     f"better there; {share_txt}); extended beyond the data the lines would cross {side} it, "
+                     f"at x = {x_iv.estimate:.3g} (95% interval {x_iv.low:.3g} to {x_iv.high:.3g}), an "
+                     "extrapolation")
     else:
-        x_txt = f"{x_iv.estimate:.3g} (95% CI {x_iv.low:.3g} to {x_iv.high:.3g})"
-        in_range = lo <= x_iv.estimate <= hi
-        decades_out = max(np.log10(lo) - u_hat, u_hat - np.log10(hi), 0.0)
-        if decades_out > FAR_DECADES:
-            statement = (f"{family} and {baseline} do not cross in the measured range {rng_txt} "
-                         f"({better_mid} is better there); the lines are so nearly parallel that they "
-                         f"would meet only {decades_out:.0f} decades outside it (x = {x_iv.estimate:.3g}), "
-                         "which is no meaningful crossing")
-        elif in_range:
-            statement = (f"{family} and {baseline} cross at x = {x_txt}, inside the measured range {rng_txt}; "
-                         f"beyond it {lower_beyond} is better")
-        else:
-            side = "above" if x_iv.estimate > hi else "below"
-            statement = (f"{family} and {baseline} do not cross in the measured range {rng_txt} "
-                         f"({better_mid} is better there); extrapolating the lines puts the crossing "
-                         f"{side} it at x = {x_txt}, beyond which {lower_beyond} would be better")
-    return Crossover(x=x_iv, in_range=bool(in_range), x_range=(lo, hi), lower_beyond=lower_beyond,
+        statement = (f"whether {family} and {baseline} cross in the measured range {rng_txt} is not resolved: "
+                     f"{share_txt}; point estimate x = {x_iv.estimate:.3g}, 95% interval "
+                     f"{x_iv.low:.3g} to {x_iv.high:.3g} ({better_mid} is better at the middle of the range)")
+    return Crossover(x=x_iv, in_range=in_range, x_range=(lo, hi), lower_beyond=lower_beyond,
                      share_in_range=share, statement=statement)
 
 

@@ -127,11 +127,6 @@ def fit_loglog(x, y, weights=None) -> LogLogLine:
     return LogLogLine(slope=float(slope[0]), intercept=float(intercept[0]))
 
 
-def bootstrap_loglog(x, y, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Slopes and intercepts of the log-log line for every row of `weights` at once."""
-    return _weighted_ols(np.log10(np.asarray(x, float)), np.log10(np.asarray(y, float)), weights)
-
-
 def _weighted_ols(u: np.ndarray, v: np.ndarray, weights) -> tuple[np.ndarray, np.ndarray]:
     if weights is None:
         weights = np.ones((1, u.size))
@@ -195,14 +190,34 @@ class _LseModel:
         t = np.log(np.maximum(alpha, 1e-12)) if self.positive else alpha
         return np.concatenate([[e], np.atleast_1d(a), t])
 
-    def objective(self, theta, w):
-        e, a, alpha = self.split(theta)
-        terms = np.concatenate([np.full((self.z.shape[0], 1), e), a - alpha * self.z], axis=1)
-        top = terms.max(axis=1, keepdims=True)
+    @property
+    def e_lower(self) -> float:
+        """Lower bound on e = log E in least-squares fits: E >= L_max * e^-30 (~1e-13)."""
+        return float(self.log_L.max()) - 30.0
+
+    def lse_batch(self, theta):
+        """log L per point for each row of theta (B, P): the one place the law is written.
+
+        Returns lse (B, n), soft (B, n, 1+K) = d lse / d term (the softmax of
+        the terms e, a_k - alpha_k z_k), and alpha (B, K).
+        """
+        theta = np.atleast_2d(theta)
+        K = self.K
+        e, a, t = theta[:, :1], theta[:, 1:1 + K], theta[:, 1 + K:1 + 2 * K]
+        alpha = np.exp(t) if self.positive else t
+        terms = np.concatenate([np.broadcast_to(e[:, None, :], (theta.shape[0], self.z.shape[0], 1)),
+                                a[:, None, :] - alpha[:, None, :] * self.z[None]], axis=2)
+        top = terms.max(axis=2, keepdims=True)
         expo = np.exp(terms - top)
-        total = expo.sum(axis=1, keepdims=True)
-        lse = (top + np.log(total))[:, 0]
-        soft = expo / total                   # (n, 1+K): d lse / d term
+        total = expo.sum(axis=2, keepdims=True)
+        return (top + np.log(total))[..., 0], expo / total, alpha
+
+    def _lse(self, theta):
+        lse, soft, alpha = self.lse_batch(theta)
+        return lse[0], soft[0], alpha[0]
+
+    def objective(self, theta, w):
+        lse, soft, alpha = self._lse(theta)
         loss, dloss = _huber(lse - self.log_L, self.delta)
         # elementwise sums, not `@`: tiny vectors, and no threaded BLAS call per evaluation
         g = w * dloss
@@ -242,7 +257,7 @@ class _LseModel:
             return sw[:, None] * np.concatenate([soft, d_t], axis=1)
 
         lower = np.full(theta0.size, -np.inf)
-        lower[0] = float(self.log_L.max()) - 30.0
+        lower[0] = self.e_lower
         x0 = np.maximum(theta0, lower + 1e-9)
         res = least_squares(resid, x0, jac=jac, bounds=(lower, np.inf), method="trf",
                             ftol=1e-12, xtol=1e-10, gtol=1e-12, max_nfev=100)
@@ -259,20 +274,13 @@ class _LseModel:
         """
         B, P = W.shape[0], theta0.size
         theta = np.tile(theta0, (B, 1))
-        lower = float(self.log_L.max()) - 30.0
+        lower = self.e_lower
         lam = np.full(B, 1e-3)
         sw = np.sqrt(W)
 
         def resid_jac(th):
-            e, a, t = th[:, :1], th[:, 1:1 + self.K], th[:, 1 + self.K:]
-            alpha = np.exp(t) if self.positive else t
-            terms = np.concatenate([np.broadcast_to(e[:, None, :], (B, self.z.shape[0], 1)),
-                                    a[:, None, :] - alpha[:, None, :] * self.z[None]], axis=2)
-            top = terms.max(axis=2, keepdims=True)
-            expo = np.exp(terms - top)
-            total = expo.sum(axis=2, keepdims=True)
-            soft = expo / total
-            r = sw * ((top + np.log(total))[..., 0] - self.log_L)
+            lse, soft, alpha = self.lse_batch(th)
+            r = sw * (lse - self.log_L)
             d_t = -soft[..., 1:] * self.z[None] * (alpha[:, None, :] if self.positive else 1.0)
             J = sw[..., None] * np.concatenate([soft, d_t], axis=2)
             return r, J
@@ -307,14 +315,6 @@ class _LseModel:
             lam = np.where(better, lam / 3.0, lam * 4.0)
             active &= ~done & (lam < 1e12)
         return theta, cost
-
-    def _lse(self, theta):
-        e, a, alpha = self.split(theta)
-        terms = np.concatenate([np.full((self.z.shape[0], 1), e), a - alpha * self.z], axis=1)
-        top = terms.max(axis=1, keepdims=True)
-        expo = np.exp(terms - top)
-        total = expo.sum(axis=1, keepdims=True)
-        return (top + np.log(total))[:, 0], expo / total, alpha
 
     def varpro_starts(self, alphas_grid, w, n_keep: int, log_x_raw_unused=None):
         """Variable projection: for each exponent tuple, E and the A_k by NNLS.
@@ -373,14 +373,16 @@ class ChinchillaFit:
     N: np.ndarray = None         # the points fitted (kept for figures)
     D: np.ndarray = None
     L: np.ndarray = None
+    identified: dict[str, str] = None   # parameter -> "" or why it is not identified in this range
 
 
 def _chinchilla_from_theta(model: _LseModel, theta) -> ChinchillaLaw:
     e, a, alpha = model.split(theta)
     # undo the centring: a_k - alpha_k (log x_k - c_k) = (a_k + alpha_k c_k) - alpha_k log x_k
     log_A, log_B = a + alpha * model.centre
-    return ChinchillaLaw(E=float(np.exp(e)), A=float(np.exp(log_A)), B=float(np.exp(log_B)),
-                         alpha=float(alpha[0]), beta=float(alpha[1]))
+    with np.errstate(over="ignore"):      # a wild refit's A may overflow to inf: fine for percentiles
+        return ChinchillaLaw(E=float(np.exp(e)), A=float(np.exp(log_A)), B=float(np.exp(log_B)),
+                             alpha=float(alpha[0]), beta=float(alpha[1]))
 
 
 def fit_chinchilla(N, D, L, *, delta: float = CHINCHILLA_HUBER_DELTA, n_boot: int = 1000,
@@ -395,14 +397,23 @@ def fit_chinchilla(N, D, L, *, delta: float = CHINCHILLA_HUBER_DELTA, n_boot: in
     each refined by L-BFGS-B with tight tolerances.
 
     Bootstrap: points (or `units`) resampled with replacement, `n_boot` refits,
-    each warm-started from the point estimate (plus, if boot_grid_size > 0, the
-    best start of a coarser projection grid on the resample).
+    each started from the point estimate and from an interior start (E at
+    half the lowest loss, the rest at the estimate), keeping the better: a
+    point fit with E at 0 leaves the e-direction flat, and refits started
+    there alone never leave it (the old zero-width E intervals). If
+    boot_grid_size > 0, the best start of a coarser projection grid on the
+    resample is tried too. Parameters at a bound or with a degenerate
+    bootstrap are marked in `identified` and get no interval.
     """
     N, D, L = (np.asarray(v, dtype=float) for v in (N, D, L))
+    if not (np.isfinite(L).all() and (L > 0).all()):
+        raise ValueError("Chinchilla fit needs finite losses > 0 (it is fitted on log L)")
     model = _LseModel(np.log(np.stack([N, D], axis=1)), np.log(L), delta)
     w1 = np.ones(N.size)
     theta_hat, fun = _fit_lse(model, w1, _exponent_grid(2, grid_size), n_starts)
     law = _chinchilla_from_theta(model, theta_hat)
+    interior = theta_hat.copy()
+    interior[0] = np.log(0.5 * L.min())
 
     names = list(law.params())
     draws = {k: np.full(n_boot, np.nan) for k in names}
@@ -411,14 +422,36 @@ def fit_chinchilla(N, D, L, *, delta: float = CHINCHILLA_HUBER_DELTA, n_boot: in
         weights = bootstrap_weights(n_boot, rng, units=units, n_points=N.size)
         boot_grid = _exponent_grid(2, boot_grid_size) if boot_grid_size else []
         for i, w in enumerate(weights):
-            best = _fit_lse(model, w, boot_grid, 1 if boot_grid else 0, extra_starts=[theta_hat])
+            best = _fit_lse(model, w, boot_grid, 1 if boot_grid else 0, extra_starts=[theta_hat, interior])
             if best is None:
                 continue
             for k, v in _chinchilla_from_theta(model, best[0]).params().items():
                 draws[k][i] = v
-    intervals = {k: percentile_interval(v, draws[k]) for k, v in law.params().items()}
+    identified = {k: _degenerate(v, draws[k]) for k, v in law.params().items()}
+    if law.E < 1e-6 * L.min():
+        identified["E"] = "E at its lower bound 0: the data show no floor in the measured range"
+    intervals = {k: (percentile_interval(v, draws[k]) if not identified[k]
+                     else Interval(v, float("nan"), float("nan"))) for k, v in law.params().items()}
     return ChinchillaFit(law=law, intervals=intervals, draws=draws, n_points=int(N.size),
-                         objective=float(fun) * (delta or 1.0), N=N, D=D, L=L)
+                         objective=float(fun) * (delta or 1.0), N=N, D=D, L=L, identified=identified)
+
+
+# -- identification
+NOT_IDENTIFIED = "not identified in this range"
+
+
+def _degenerate(estimate: float, draws) -> str:
+    """Why a parameter's draws cannot give an interval ('' when they can)."""
+    draws = np.asarray(draws, float)
+    finite = draws[np.isfinite(draws)]
+    if draws.size == 0:
+        return ""
+    if finite.size < 0.5 * draws.size:
+        return f"only {finite.size} of {draws.size} refits converged"
+    lo, hi = np.percentile(finite, [2.5, 97.5])
+    if hi - lo <= 1e-6 * max(abs(estimate), 1e-300):
+        return "every refit returns the same value (a degenerate bootstrap)"
+    return ""
 
 
 # -- one-variable saturating law
@@ -429,6 +462,8 @@ class SaturatingFit:
     draws: dict[str, np.ndarray]
     n_points: int
     n_boot_ok: int
+    identified: dict[str, str] = None   # parameter -> "" or why it is not identified in this range
+    notes: tuple[str, ...] = ()
 
 
 def _saturating_from_theta(model: _LseModel, theta) -> SaturatingPowerLaw:
@@ -449,22 +484,40 @@ def _interior_starts(model: _LseModel, L: np.ndarray) -> list[np.ndarray]:
     return starts
 
 
+SATURATING_STARTS = 3     # best variable-projection starts refined, for the point fit and every refit
+
+
 def fit_saturating(x, L, *, n_boot: int = 1000, seed: int = 0, weights=None,
                    delta: float | None = None) -> SaturatingFit:
     """Fit L = E + A x^-alpha on log L (least squares by default), with bootstrap intervals.
 
     Needs at least 4 distinct x values (3 parameters plus one degree of
-    freedom); bootstrap draws are conditioned on covering 3 distinct x
-    values, and `n_boot_ok` says how many refits converged to finite values.
-    `weights` lets the caller pass a precomputed resampling matrix (e.g.
-    grouped by trial); otherwise points are resampled.
+    freedom) and L > 0 (the fit is on log L). Starts: the SATURATING_STARTS
+    best points of a variable-projection grid over alpha, plus two interior
+    starts (E at 25% and 75% of the lowest loss); every bootstrap refit is run
+    from the same starts and the point estimate, keeping its best, so a draw
+    is not stuck in the point fit's basin. Draws are conditioned on covering
+    3 distinct x values; `n_boot_ok` says how many refits converged.
+    `weights` lets the caller pass a precomputed resampling matrix (the
+    fitter's caller resamples whole x values: seeds of one x together).
+
+    Identification: a parameter at its bound (E at 0: the data show no
+    floor; A or alpha at 0: the loss does not fall with x) or with a
+    degenerate bootstrap distribution is marked in `identified` with the
+    reason, and its interval is left NaN rather than printed as if it meant
+    something.
     """
     x, L = np.asarray(x, float), np.asarray(L, float)
     if np.unique(x).size < 4:
         raise ValueError(f"saturating fit needs >= 4 distinct x values, got {np.unique(x).size}")
+    if not (np.isfinite(L).all() and (L > 0).all()):
+        raise ValueError("saturating fit needs finite losses > 0 (it is fitted on log L); "
+                         "leave out points with loss <= 0 (perplexity <= 1)")
     # alpha > 0 (a sweep's loss falls with scale) through alpha = exp(t)
     model = _LseModel(np.log(x)[:, None], np.log(L), delta, positive_exponents=True)
-    theta_hat, cost = _fit_lse(model, np.ones(x.size), _exponent_grid(1, 60), 3)
+    w1 = np.ones(x.size)
+    starts = model.varpro_starts(_exponent_grid(1, 60), w1, SATURATING_STARTS) + _interior_starts(model, L)
+    theta_hat, cost = _fit_lse(model, w1, [], 0, extra_starts=starts)
     # polish with the same iteration the bootstrap uses, so that where E is
     # barely identified (a flat valley) estimate and draws stop alike
     polished, polished_cost = model.batch_least_squares(theta_hat, np.ones((1, x.size)))
@@ -475,34 +528,59 @@ def fit_saturating(x, L, *, n_boot: int = 1000, seed: int = 0, weights=None,
     n_ok = 0
     if n_boot > 0 or weights is not None:
         if weights is None:
-            weights = bootstrap_weights(n_boot, np.random.default_rng(seed), x=x, min_distinct=3)
+            weights = bootstrap_weights(n_boot, np.random.default_rng(seed), units=x, x=x, min_distinct=3)
         draws = {k: np.full(len(weights), np.nan) for k in law.params()}
         weights = np.asarray(weights, float)
-        # warm start at the point fit, plus interior starts: when the point fit
-        # sits at E ~ 0 the e-direction is flat there and a draw that wants an
-        # offset could not climb out of it
         best_theta, best_cost = model.batch_least_squares(theta_hat, weights)
-        for theta0 in _interior_starts(model, L):
-            thetas, cost = model.batch_least_squares(theta0, weights)
-            take = np.isfinite(cost) & ~(cost >= best_cost)
-            best_theta[take], best_cost[take] = thetas[take], cost[take]
+        for theta0 in starts:
+            thetas, c = model.batch_least_squares(theta0, weights)
+            take = np.isfinite(c) & ~(c >= best_cost)
+            best_theta[take], best_cost[take] = thetas[take], c[take]
         for i, theta in enumerate(best_theta):
             if np.all(np.isfinite(theta)):
                 n_ok += 1
                 for k, v in _saturating_from_theta(model, theta).params().items():
                     draws[k][i] = v
-    intervals = {k: percentile_interval(v, draws[k]) for k, v in law.params().items()}
-    return SaturatingFit(law=law, intervals=intervals, draws=draws, n_points=int(x.size), n_boot_ok=n_ok)
+    identified, notes = _saturating_identification(law, draws, x, L, model)
+    intervals = {k: (percentile_interval(v, draws[k]) if not identified[k]
+                     else Interval(v, float("nan"), float("nan"))) for k, v in law.params().items()}
+    return SaturatingFit(law=law, intervals=intervals, draws=draws, n_points=int(x.size), n_boot_ok=n_ok,
+                         identified=identified, notes=tuple(notes))
+
+
+def _saturating_identification(law, draws, x, L, model):
+    why = {k: "" for k in law.params()}
+    notes = []
+    floor_bound = np.exp(model.e_lower)
+    reducible = law.A * np.min(x) ** (-law.alpha) if law.alpha > 0 else 0.0
+    if law.E <= 1e3 * floor_bound or law.E < 1e-6 * L.min():
+        why["E"] = "E at its lower bound 0: the data show no floor in the measured range"
+        notes.append("E went to its lower bound 0: these data show no floor in the measured range "
+                     "(a pure power law fits as well), so E is not identified")
+    if law.alpha < 1e-4 or reducible < 1e-6 * L.min():
+        why["A"] = why["alpha"] = "the fitted loss does not fall with x (A or alpha at 0)"
+        notes.append("the loss does not fall with x in this range (A or alpha went to 0), "
+                     "so A and alpha are not identified")
+    for k, v in law.params().items():
+        if not why[k]:
+            why[k] = _degenerate(v, draws[k])
+    return why, notes
 
 
 # ---------------------------------------------------------------- the line with intervals
 @dataclass(frozen=True, eq=False)
 class LineFit:
-    """The paper's log-log line for one family on one axis, with bootstrap draws.
+    """The paper's log-log line for one family on one axis, with its sampling distribution.
 
-    `slope_draws`/`intercept_draws` are kept (not just the intervals) because
-    comparisons between families, crossovers and extrapolations are functions
-    of the draws; NaN where a draw could not be fitted.
+    Seeds are clusters: rows at one x share whatever that x shares (its
+    learning rate, its validation batch), so they are averaged first and the
+    line is fitted to the per-x means; its uncertainty has n_x - 2 degrees
+    of freedom (n_x distinct x values), not rows - 2.
+
+    `cov` is the estimated covariance of (intercept, slope), `df` its degrees
+    of freedom; `slope_draws`/`intercept_draws` are draws from the
+    corresponding bivariate t (what figures' bands and extrapolations use).
+    Comparisons between families draw jointly (compare.py), not from these.
     """
 
     line: LogLogLine
@@ -512,67 +590,85 @@ class LineFit:
     n_points: int
     n_distinct_x: int
     resampling: str
+    cov: np.ndarray = None       # 2x2, (intercept, slope); NaN when df < 1
+    df: int = 0
+    u_mean: float = float("nan")  # mean log10 x of the per-x means
+
+    @property
+    def se_slope(self) -> float:
+        return float(np.sqrt(self.cov[1, 1])) if self.cov is not None else float("nan")
 
 
-def expansion_factor(n_units: int, n_params: int = 2, level: float = CI_LEVEL) -> float:
-    """Hesterberg's "expanded percentile" factor: sqrt(n/(n-p)) * t_{n-p} / z.
-
-    A percentile bootstrap of a regression on few points is too narrow: it
-    divides residual spread by n instead of n - p and uses normal tails where
-    Student's t applies. Stretching the draws about the estimate by this
-    factor fixes both to first order (Hesterberg, "What teachers should know
-    about the bootstrap", The American Statistician 2015). Measured here on
-    planted lines (600 draws each): plain percentile coverage 0.89-0.93 for
-    4-20 points; expanded 0.99 (4), 0.98 (5), 0.96 (8), 0.935 (12), 0.93 (20),
-    i.e. conservative exactly where the paper's 3-5 point lines sit.
-    """
-    from scipy.stats import norm, t
-
-    df = n_units - n_params
-    if df < 1:
-        return float("nan")
-    q = 0.5 + level / 2
-    return float(np.sqrt(n_units / df) * t.ppf(q, df) / norm.ppf(q))
+def per_x_means(x, y):
+    """Distinct x, the mean of log10 y at each, and how many rows each mean holds."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    xs, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+    v = np.bincount(inv, weights=np.log10(y)) / counts
+    return xs, v, counts
 
 
-def fit_line(x, y, *, n_boot: int = 1000, rng: np.random.Generator, units=None,
-             expand: bool = True) -> LineFit:
-    """OLS log-log line with bootstrap intervals, resampling the right units.
+def t_interval(estimate: float, se: float, df: int, level: float = CI_LEVEL) -> Interval:
+    from scipy.stats import t
 
-    units: a label per point (the trial id): rows sharing one are resampled
-    together. Units are resampled across the sweep (a pairs bootstrap), with
-    draws covering a single x value redrawn. Several seeds of one config are
-    separate trials, so they are resampled as independent units; resampling
-    within each x value instead would keep the design but, with k seeds,
-    shrinks the variance by (k-1)/k (a third too little for 3 seeds), which
-    gave visibly narrow intervals in the benchmark.
+    if df < 1 or not np.isfinite(se):
+        return Interval(float(estimate), float("nan"), float("nan"))
+    h = float(t.ppf(0.5 + level / 2, df)) * se
+    return Interval(float(estimate), float(estimate) - h, float(estimate) + h)
 
-    expand: stretch the draws about the estimate by `expansion_factor` (the
-    stored draws are the stretched ones, so gains, crossovers and bands built
-    from them inherit the correction). Intervals need >= 3 distinct x
-    values: with two, every draw is the same line and the interval would
-    claim a certainty the data do not have, so it is left NaN.
+
+def t_draws(mean: np.ndarray, cov: np.ndarray, df: float, n: int, rng: np.random.Generator,
+            chi2: np.ndarray | None = None) -> np.ndarray:
+    """n draws (n, k) from the multivariate t with location `mean`, scale `cov`, `df`.
+
+    `chi2` (n,) lets several fits share one scale draw, which is how two
+    families' lines are drawn jointly for a Welch-type comparison."""
+    k = mean.size
+    chol = np.linalg.cholesky(cov + 1e-300 * np.eye(k))
+    z = rng.standard_normal((n, k)) @ chol.T
+    if chi2 is None:
+        chi2 = rng.chisquare(df, n)
+    return mean[None, :] + z * np.sqrt(df / chi2)[:, None]
+
+
+def fit_line(x, y, *, n_boot: int = 1000, rng: np.random.Generator) -> LineFit:
+    """OLS log-log line on the per-x means, with exact t intervals (n_x - 2 df).
+
+    The point estimate is the OLS line through the per-x means (with equal
+    seeds per x, the OLS line through all rows). Its covariance is
+    s^2 (U'U)^-1 from the residuals of the means: that variance includes any
+    deviation the seeds of one x share, which a per-row analysis would take
+    for independent evidence (the study's 95% intervals then covered 78%).
+    Intervals are Student-t with n_x - 2 degrees of freedom, exact for normal
+    deviations of the means; `n_boot` draws from the same bivariate t feed
+    bands and extrapolations. Fewer than 3 distinct x: no interval (a line
+    through 2 means has no residual to estimate its error from).
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
-    units = np.arange(x.size) if units is None else np.asarray(units)
-    line = fit_loglog(x, y)
-    n_distinct = int(np.unique(x).size)
+    xs, v, counts = per_x_means(x, y)
+    u = np.log10(xs)
+    slope, intercept = _weighted_ols(u, v, None)
+    line = LogLogLine(slope=float(slope[0]), intercept=float(intercept[0]))
+    n_x = int(xs.size)
+    df = n_x - 2
+    nan2 = np.full((2, 2), np.nan)
     slope_draws = intercept_draws = np.full(0, np.nan)
-    resampling = "none (fewer than 3 distinct x values)"
-    if n_boot > 0 and n_distinct >= 3:
-        weights = bootstrap_weights(n_boot, rng, units=units, x=x, min_distinct=2, n_points=x.size)
-        resampling = "trials" if np.unique(units).size == x.size else "trials (all rows of a trial together)"
-        slope_draws, intercept_draws = bootstrap_loglog(x, y, weights)
-        if expand:
-            c = expansion_factor(int(np.unique(units).size))
-            slope_draws = line.slope + c * (slope_draws - line.slope)
-            intercept_draws = line.intercept + c * (intercept_draws - line.intercept)
-            resampling += f", expanded x{c:.2f}"
-    intervals = {"slope": percentile_interval(line.slope, slope_draws),
-                 "intercept": percentile_interval(line.intercept, intercept_draws)}
+    cov = nan2
+    resampling = f"per-x means of {x.size} rows; none (fewer than 3 distinct x values)"
+    if df >= 1:
+        resid = v - (line.intercept + line.slope * u)
+        s2 = float(resid @ resid) / df
+        U = np.stack([np.ones(n_x), u], axis=1)
+        cov = s2 * np.linalg.inv(U.T @ U)
+        resampling = f"per-x means of {x.size} rows, t with {df} df ({n_x} distinct x)"
+        if n_boot > 0 and s2 > 0:
+            d = t_draws(np.array([line.intercept, line.slope]), cov, df, n_boot, rng)
+            intercept_draws, slope_draws = d[:, 0], d[:, 1]
+    intervals = {"slope": t_interval(line.slope, float(np.sqrt(cov[1, 1])), df),
+                 "intercept": t_interval(line.intercept, float(np.sqrt(cov[0, 0])), df)}
     return LineFit(line=line, intervals=intervals, slope_draws=slope_draws,
                    intercept_draws=intercept_draws, n_points=int(x.size),
-                   n_distinct_x=n_distinct, resampling=resampling)
+                   n_distinct_x=n_x, resampling=resampling, cov=cov, df=df,
+                   u_mean=float(u.mean()))
 
 
 # ---------------------------------------------------------------- isoFLOP (approach 2)

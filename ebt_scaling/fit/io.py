@@ -76,6 +76,8 @@ def read_results(source) -> Table:
     frames = []
     for f in files:
         frame = _read_one(f)
+        if is_plain(frame):
+            frame = from_plain(frame, str(f))
         if not all(c in frame.columns for c in CHINCHILLA_COLUMNS):
             check_columns(frame.columns, str(f))
             if "schema_version" in frame.columns and len(frame):
@@ -90,6 +92,54 @@ def read_results(source) -> Table:
     if frame.empty:
         raise ValueError(f"{path}: the result files hold no rows; run the sweep (or wait for it) first")
     return Table(frame=frame, source=str(path), files=tuple(str(f) for f in files))
+
+
+PLAIN_METRICS = ("val_loss", "val_ppl")
+
+
+def is_plain(frame: pd.DataFrame) -> bool:
+    """A plain table: columns family, x and val_loss (nats) or val_ppl, no row-schema columns."""
+    cols = set(frame.columns)
+    return {"family", "x"} <= cols and bool(cols & set(PLAIN_METRICS)) and "trial_id" not in cols
+
+
+def from_plain(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Rows of the schema from a plain table (family, x, val_loss or val_ppl; optional seed, axis).
+
+    Each row is one finished trial (kind 'final', status 'ok'). `axis` names
+    the swept axis (data, batch, depth, width, params, flops: x goes to that
+    axis's column) or any label (x is fitted under that name); without it
+    every row belongs to one axis called "x". val_ppl = exp(val_loss) fills
+    whichever of the two is missing.
+    """
+    out = frame.copy()
+    x = pd.to_numeric(out["x"], errors="coerce")
+    if x.isna().all():
+        raise ValueError(f"{source}: column 'x' holds no numbers; give the swept value (tokens, "
+                         "layers, parameters, ...) of each row as a number")
+    out["family"] = text_column(out["family"])
+    axis = text_column(out["axis"]) if "axis" in out.columns else pd.Series("x", index=out.index)
+    axis = axis.where(axis != "", "x")
+    out["sweep"] = axis
+    for name in axis.unique():
+        col = AXES.get(name, name)
+        m = axis == name
+        if col not in out.columns:
+            out[col] = np.nan
+        out.loc[m, col] = x[m]
+    for metric in PLAIN_METRICS:
+        if metric in out.columns:
+            out[metric] = pd.to_numeric(out[metric], errors="coerce")
+    if "val_ppl" not in out.columns:
+        out["val_ppl"] = np.exp(out["val_loss"])
+    if "val_loss" not in out.columns:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["val_loss"] = np.log(out["val_ppl"])
+    seed = out["seed"].astype(str) if "seed" in out.columns else pd.Series("0", index=out.index)
+    out["trial_id"] = [f"row{i}-{s}" for i, s in zip(range(len(out)), seed)]
+    out["kind"], out["status"] = "final", "ok"
+    out.attrs["plain_axes"] = sorted(set(axis))
+    return out
 
 
 def _read_one(f: Path) -> pd.DataFrame:
@@ -306,6 +356,11 @@ def plan_axes(points: pd.DataFrame, axes=None) -> tuple[list[AxisPlan], list[str
             continue
         key = sweep.lower().strip()
         if "think" in key:
+            continue
+        if key not in SWEEP_AXES and key not in AXES and sweep in rows.columns and sweep not in (
+                "sweep", "family") and pd.api.types.is_numeric_dtype(rows[sweep]):
+            # a plain table's own axis label (column `axis`, or "x"): x is in the column of that name
+            plans.append(AxisPlan(sweep, sweep, sweep, f"axis {sweep!r} of a plain table"))
             continue
         named = SWEEP_AXES.get(key) or next(
             (v for k, v in SWEEP_AXES.items() if k in key.replace("-", "_").split("_")), None)

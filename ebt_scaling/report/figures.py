@@ -120,11 +120,13 @@ def _draw_axis(ax, fits, comps, extraps, metric: str, families: list[str], annot
 
     xs = np.concatenate([f.x for f in fits])
     lo, hi = xs.min(), xs.max()
+    # the measured range plus a small margin; only a requested extrapolation (--extrapolate)
+    # widens it, and a crossing outside the drawn range is noted, not drawn
     targets = [e.x for e in extraps]
-    targets += [c.crossover.x.estimate for c in comps
-                if math.isfinite(c.crossover.x.estimate) and lo / 100 <= c.crossover.x.estimate <= hi * 100]
     g_lo, g_hi = min([lo] + targets), max([hi] + targets)
-    grid = np.logspace(np.log10(g_lo) - 0.05, np.log10(g_hi) + 0.05, 200)
+    margin = 0.05 * max(np.log10(hi / lo), 0.3)
+    grid = np.logspace(np.log10(g_lo) - margin, np.log10(g_hi) + margin, 200)
+    g_lo, g_hi = grid[0], grid[-1]
     for f in fits:
         colour, marker, label = family_style(f.family, families)
         ax.plot(f.x, f.y, linestyle="none", marker=marker, color=colour, label=label, zorder=3,
@@ -134,9 +136,13 @@ def _draw_axis(ax, fits, comps, extraps, metric: str, families: list[str], annot
         if band is not None:
             ax.fill_between(grid, band[0], band[1], color=colour, alpha=0.18, linewidth=0, zorder=1)
     base = {f.family: f for f in fits}
+    outside = []
     for c in comps:
         xc = c.crossover.x
-        if not (math.isfinite(xc.estimate) and g_lo <= xc.estimate <= g_hi):
+        if not math.isfinite(xc.estimate):
+            continue
+        if not (g_lo <= xc.estimate <= g_hi):
+            outside.append(c)
             continue
         colour = family_style(c.family, families)[0]
         yc = base[c.baseline].line.line.predict(xc.estimate) if c.baseline in base else None
@@ -160,11 +166,20 @@ def _draw_axis(ax, fits, comps, extraps, metric: str, families: list[str], annot
     _log_ticks(ax, "y")
     _log_ticks(ax, "x")
     if annotate and comps:
-        text = "\n".join(
-            f"{family_style(c.family, families)[2]}: {c.gain.estimate * 100:+.1f}%"
-            + (f" [{c.gain.low * 100:+.0f}, {c.gain.high * 100:+.0f}]" if math.isfinite(c.gain.low) else "")
-            for c in comps)
-        ax.text(0.98, 0.97, "scaling-rate gain\n" + text, transform=ax.transAxes, ha="right", va="top",
+        lines = []
+        for c in comps:
+            name = family_style(c.family, families)[2]
+            if c.gain_reported:
+                g = c.gain
+                txt = f"{name}: gain {g.estimate * 100:+.1f}%" + (
+                    f" [{g.low * 100:+.0f}, {g.high * 100:+.0f}]" if math.isfinite(g.low) else "")
+            else:
+                txt = f"{name}: no gain ({family_style(c.baseline, families)[2]} does not fall)"
+            lines.append(f"{txt}, {c.verdict}")
+        for c in outside:
+            side = "right" if c.crossover.x.estimate > g_hi else "left"
+            lines.append(f"crossing at {_compact(c.crossover.x.estimate)} ({side} of the plot), not drawn")
+        ax.text(0.98, 0.97, "\n".join(lines), transform=ax.transAxes, ha="right", va="top",
                 fontsize=5.8, linespacing=1.15)
 
 

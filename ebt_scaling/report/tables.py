@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..fit.fitting import Interval
+
 TABLE_COLUMNS = ("sweep", "axis", "x_column", "family", "law", "parameter", "estimate",
-                 "ci_low", "ci_high", "n_points", "metric", "note")
+                 "ci_low", "ci_high", "identified", "n_points", "metric", "note")
+NOT_IDENTIFIED = "not identified in this range"
 
 
 def _fmt(v, digits: int = 4) -> str:
@@ -34,7 +37,16 @@ def _ci(iv, digits: int = 4, scale: float = 1.0) -> str:
     return f"{est} [{_fmt(iv.low * scale, digits)}, {_fmt(iv.high * scale, digits)}]"
 
 
+def _ci_id(iv, why: str, digits: int = 4) -> str:
+    """An estimate with its interval, or the estimate marked as not identified (no interval)."""
+    if why:
+        return f"{_fmt(iv.estimate, digits)} ({NOT_IDENTIFIED})"
+    return _ci(iv, digits)
+
+
 def _pct(iv) -> str:
+    if not math.isfinite(iv.estimate):
+        return "n/a"
     if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
         return f"{iv.estimate * 100:+.2f}%"
     return f"{iv.estimate * 100:+.2f}% [{iv.low * 100:+.1f}, {iv.high * 100:+.1f}]"
@@ -44,51 +56,64 @@ def _cross_cell(cr) -> str:
     x = cr.x.estimate
     if not math.isfinite(x):
         return "none (parallel)"
-    lo, hi = cr.x_range
-    if max(math.log10(lo) - math.log10(x), math.log10(x) - math.log10(hi)) > 3:
-        return "none near range"
-    return _fmt(x, 3) + (" (in range)" if cr.in_range else " (extrapolated)")
+    share = cr.share_in_range
+    if not math.isfinite(share):
+        return f"{_fmt(x, 3)} (no interval)"
+    if cr.in_range:
+        return f"in range: {_fmt(x, 3)} [{_fmt(cr.x.low, 3)}, {_fmt(cr.x.high, 3)}]"
+    return f"{share * 100:.0f}% of draws in range"
 
 
 # ---------------------------------------------------------------- fits.csv
 def fits_table(result) -> pd.DataFrame:
     rows = []
 
-    def add(sweep, axis, x_column, family, law, name, iv, n, note=""):
+    def add(sweep, axis, x_column, family, law, name, iv, n, note="", why=""):
         rows.append({"sweep": sweep, "axis": axis, "x_column": x_column, "family": family, "law": law,
                      "parameter": name, "estimate": iv.estimate, "ci_low": iv.low, "ci_high": iv.high,
+                     "identified": f"{NOT_IDENTIFIED}: {why}" if why else "yes",
                      "n_points": n, "metric": result.metric, "note": note})
 
     for f in result.fits:
         for name, iv in f.line.intervals.items():
             add(f.sweep, f.axis, f.x_column, f.family, "loglog", name, iv, f.line.n_points,
-                f"log10({result.metric}) = intercept + slope log10({f.x_column})")
+                f"log10({result.metric}) = intercept + slope log10({f.x_column}); {f.line.resampling}")
         if f.saturating is not None:
             for name, iv in f.saturating.intervals.items():
                 add(f.sweep, f.axis, f.x_column, f.family, "saturating", name, iv, f.saturating.n_points,
-                    "loss = E + A x^-alpha (loss = ln ppl for perplexity metrics)")
+                    "loss = E + A x^-alpha (loss = ln ppl for perplexity metrics)",
+                    (f.saturating.identified or {}).get(name, ""))
         for law, ivs in (("kaplan", f.kaplan), ("kaplan_offset", f.kaplan_offset)):
             for name, iv in (ivs or {}).items():
+                why = ""
+                if law == "kaplan_offset" and f.saturating is not None:
+                    why = (f.saturating.identified or {}).get({"alpha_C": "alpha", "C_c": "A"}.get(name, name), "")
                 add(f.sweep, f.axis, f.x_column, f.family, law, name, iv, f.line.n_points,
-                    "loss = E + (C_c / C)^alpha_C" if law == "kaplan_offset" else "loss = (C_c / C)^alpha_C")
+                    "loss = E + (C_c / C)^alpha_C" if law == "kaplan_offset" else "loss = (C_c / C)^alpha_C", why)
     x_col = {(f.sweep, f.axis): f.x_column for f in result.fits}
     for c in result.comparisons:
         xc = x_col.get((c.sweep, c.axis), "")
         label = f"{c.family} vs {c.baseline}"
+        add(c.sweep, c.axis, xc, label, "comparison", "slope_difference", c.slope_difference, 0,
+            f"slope_{c.family} - slope_{c.baseline} (negative: {c.family}'s loss falls faster); "
+            f"Welch t, {c.df:.3g} df; verdict: {c.verdict}")
+        add(c.sweep, c.axis, xc, label, "comparison", "p_value_no_difference", Interval(c.p_value, math.nan, math.nan),
+            0, "two-sided Welch t test of slope_difference == 0")
         add(c.sweep, c.axis, xc, label, "comparison", "scaling_rate_gain", c.gain, 0,
-            "|slope_family| / |slope_baseline| - 1")
-        _nan = type(c.gain)(c.p_value, math.nan, math.nan)
-        add(c.sweep, c.axis, xc, label, "comparison", "p_value_no_difference", _nan, 0,
-            "two-sided bootstrap p-value for gain == 0")
-        add(c.sweep, c.axis, xc, label, "comparison", "crossover_x", c.crossover.x, 0,
-            c.crossover.statement)
+            "signed slope_family / slope_baseline - 1 (the paper's gain where both slopes are negative)"
+            if c.gain_reported else f"not reported: {c.baseline}'s loss does not fall with x in this range")
+        add(c.sweep, c.axis, xc, label, "comparison", "crossover_x", c.crossover.x, 0, c.crossover.statement)
+        add(c.sweep, c.axis, xc, label, "comparison", "crossover_share_in_range",
+            Interval(c.crossover.share_in_range, math.nan, math.nan), 0,
+            "share of joint draws whose crossing lies in the measured range")
     for e in result.extrapolations:
         add(e.sweep, e.axis, x_col.get((e.sweep, e.axis), ""), e.family, "extrapolation",
             f"{result.metric}@{e.x:.6g}", e.value, 0, "inside measured range" if e.in_range else "extrapolated")
     for key, ch in result.chinchilla.items():
         for name, iv in ch.intervals.items():
             add(key.split("/")[0] if "/" in key else "", "N,D", "n_params,total_tokens", key.split("/")[-1],
-                "chinchilla", name, iv, ch.n_points, "L = E + A/N^alpha + B/D^beta (Huber on log L)")
+                "chinchilla", name, iv, ch.n_points, "L = E + A/N^alpha + B/D^beta (Huber on log L)",
+                (ch.identified or {}).get(name, ""))
     for label, iv in result.chinchilla_extrapolation.items():
         add("", "N,D", "n_params,total_tokens", "chinchilla_points", "extrapolation", label, iv, 0, "")
     for key, iso in result.isoflop.items():
@@ -118,10 +143,14 @@ def report_markdown(result) -> str:
         L.append(f"- {result.n_rows_read} rows read, {result.n_trials} trials fitted, "
                  f"{result.n_failed} failed trial(s) left out")
         L.append(f"- baseline family: `{result.baseline}`")
-    L.append(f"- intervals: 95% percentile bootstrap, {result.n_boot} resamples "
-             "(lines, Chinchilla, isoFLOP), saturating fits fewer (see the refits column); "
-             "trials resampled as units (all rows of a trial together, each seed its own trial); "
-             "families resampled independently")
+    L.append("- intervals (95%): the paper's line is fitted to the mean of log10 metric at each distinct x "
+             "(seeds of one x are one cluster: they share its learning rate and validation data), with "
+             "Student-t intervals on n_x - 2 degrees of freedom; family comparisons: Welch t on the slope "
+             "difference, gain and crossover from joint draws of both lines; saturating laws: percentile "
+             f"bootstrap over whole x values; Chinchilla and isoFLOP: percentile bootstrap ({result.n_boot} "
+             "resamples for lines and isoFLOP, fewer for saturating and Chinchilla fits of result rows: "
+             "see the refits column). A parameter at a bound or with a degenerate bootstrap is marked "
+             f"\"{NOT_IDENTIFIED}\" and given no interval")
     L.append("")
     if result.notes:
         L.append("## Notes (what was skipped or dropped)\n")
@@ -129,15 +158,21 @@ def report_markdown(result) -> str:
         L.append("")
     if result.comparisons:
         L.append("## Scaling rate (the paper's comparison)\n")
-        L.append("Gain = |slope_family| / |slope_baseline| - 1 of the OLS lines of log10("
-                 f"{result.metric}) on log10(x); the EBT paper's percentages are this number "
-                 "(e.g. data 35.98%). p: bootstrap test of gain = 0.\n")
-        L.append("| axis | family | slope family | slope baseline | gain [95% CI] | p | crossover |")
-        L.append("|---|---|---|---|---|---|---|")
+        L.append(f"Lines: OLS of log10({result.metric}) on log10(x). Slope difference = slope_family - "
+                 "slope_baseline (negative: the family's loss falls faster), tested against 0 by Welch's t "
+                 "(p). Gain = slope_family / slope_baseline - 1 on signed slopes: the EBT paper's "
+                 "percentage wherever both slopes are negative (e.g. data 35.98%), reported only where the "
+                 "baseline's loss falls with x (its slope interval lies below 0); elsewhere the slope "
+                 "difference is the comparison. Verdict \"faster\" needs both lines to fall and p < 0.05. "
+                 "Crossover: share of joint draws that cross inside the measured range.\n")
+        L.append("| axis | family | slope family | slope baseline | slope difference [95% CI] | p | gain [95% CI] "
+                 "| verdict | crossover |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
         for c in result.comparisons:
-            cross = _cross_cell(c.crossover)
+            gain = _pct(c.gain) if c.gain_reported else f"not reported ({c.baseline} does not fall)"
             L.append(f"| {_axis_title(c.sweep, c.axis)} | {c.family} | {_ci(c.slope_family)} | "
-                     f"{_ci(c.slope_baseline)} | {_pct(c.gain)} | {_fmt(c.p_value, 3)} | {cross} |")
+                     f"{_ci(c.slope_baseline)} | {_ci(c.slope_difference)} | {_fmt(c.p_value, 3)} | {gain} | "
+                     f"{c.verdict} | {_cross_cell(c.crossover)} |")
         L.append("")
     by_axis: dict = {}
     for f in result.fits:
@@ -159,9 +194,12 @@ def report_markdown(result) -> str:
             L.append("| family | E | A | alpha | refits |")
             L.append("|---|---|---|---|---|")
             for f in sats:
-                s = f.saturating
-                L.append(f"| {f.family} | {_ci(s.intervals['E'])} | {_ci(s.intervals['A'])} | "
-                         f"{_ci(s.intervals['alpha'])} | {s.n_boot_ok} |")
+                s, why = f.saturating, f.saturating.identified or {}
+                L.append(f"| {f.family} | {_ci_id(s.intervals['E'], why.get('E'))} | "
+                         f"{_ci_id(s.intervals['A'], why.get('A'))} | "
+                         f"{_ci_id(s.intervals['alpha'], why.get('alpha'))} | {s.n_boot_ok} |")
+                for n in s.notes:
+                    L.append(f"\n{f.family}: {n}.")
             L.append("")
         kap = [f for f in fits if f.kaplan]
         if kap:
@@ -175,11 +213,9 @@ def report_markdown(result) -> str:
             L.append("")
         comps = [c for c in result.comparisons if (c.sweep, c.axis) == (sweep, axis)]
         for c in comps:
-            L.append(f"- **{c.family} vs {c.baseline}**: scaling-rate gain {_pct(c.gain)}, "
-                     f"p = {_fmt(c.p_value, 3)}. {c.crossover.statement}. "
-                     f"{c.crossover.share_in_range * 100:.0f}% of bootstrap crossings fall in the measured range."
-                     if math.isfinite(c.crossover.share_in_range) else
-                     f"- **{c.family} vs {c.baseline}**: scaling-rate gain {_pct(c.gain)}. {c.crossover.statement}.")
+            L.append(f"- **{c.family} vs {c.baseline}** ({c.verdict}): {c.basis}"
+                     + (f"; scaling-rate gain {_pct(c.gain)}" if c.gain_reported else "")
+                     + f". Crossover: {c.crossover.statement}.")
         ex = [e for e in result.extrapolations if (e.sweep, e.axis) == (sweep, axis)]
         for e in ex:
             L.append(f"- {e.family} at x = {_fmt(e.x, 4)}: {result.metric} = {_ci(e.value)} "
@@ -196,13 +232,15 @@ def report_markdown(result) -> str:
         L.append("")
     if result.chinchilla:
         L.append("## Chinchilla law L(N, D) = E + A/N^alpha + B/D^beta\n")
-        L.append("Fitted as Epoch AI did: Huber loss (delta 1e-3) on log L, L-BFGS from variable-"
-                 "projection starts, tight tolerances; bootstrap over points.\n")
+        L.append("Fitted as Epoch AI did: Huber loss (delta 1e-3) on log L (L in nats), BFGS from variable-"
+                 "projection starts, tight tolerances; bootstrap over points (trials of one (N, D) together), "
+                 "each refit from the estimate and an interior start.\n")
         L.append("| fit | points | E | A | B | alpha | beta |")
         L.append("|---|---|---|---|---|---|---|")
         for key, ch in result.chinchilla.items():
             iv = ch.intervals
-            L.append(f"| {key} | {ch.n_points} | " + " | ".join(_ci(iv[k]) for k in ("E", "A", "B", "alpha", "beta")) + " |")
+            why = ch.identified or {}
+            L.append(f"| {key} | {ch.n_points} | " + " | ".join(_ci_id(iv[k], why.get(k)) for k in ("E", "A", "B", "alpha", "beta")) + " |")
         L.append("")
         if "chinchilla_points" in result.chinchilla:
             L.append("Epoch AI (2024) for comparison: A 482.0 (285, 744), B 2085.4 (1042, 5810), "
@@ -234,8 +272,9 @@ def report_markdown(result) -> str:
 def summary_text(result) -> str:
     lines = [f"fit {result.source}: {len(result.fits)} line fit(s), {len(result.comparisons)} comparison(s)"]
     for c in result.comparisons:
-        lines.append(f"  {c.axis:<6} {c.family} vs {c.baseline}: scaling-rate gain {_pct(c.gain)}, "
-                     f"p={_fmt(c.p_value, 3)}; crossover {_cross_cell(c.crossover)}")
+        gain = f"gain {_pct(c.gain)}" if c.gain_reported else f"gain not reported ({c.baseline} does not fall)"
+        lines.append(f"  {c.axis:<6} {c.family} vs {c.baseline}: {c.verdict}; slope difference "
+                     f"{_ci(c.slope_difference)}, p={_fmt(c.p_value, 3)}; {gain}; crossover {_cross_cell(c.crossover)}")
     if not result.comparisons:
         for f in result.fits:
             lines.append(f"  {f.axis:<6} {f.family}: slope {_ci(f.line.intervals['slope'])}")
