@@ -119,3 +119,88 @@ def test_ambiguous_unnamed_sweep_asks_for_axes(tmp_path):
     res = _fit(write(res_rows, tmp_path / "r.parquet"), tmp_path)
     assert any("varies several axes" in n and "--axis" in n for n in res.notes)
     assert {f.sweep for f in res.fits} == {"data"}
+
+
+def test_perplexity_at_or_below_one_never_crashes(tmp_path):
+    """ln(ppl) <= 0 cannot enter a law fitted on log loss: those points are left out of it
+    with a note; the paper's line, the other family and the report stand."""
+    rows = []
+    for fam, slope in SLOPES.items():
+        rows += rows_for("data", fam, X["data"], slope=slope)
+    for r in rows:
+        if r["family"] == "ebt_s1" and r["kind"] == "final" and r["trial_id"].endswith(("-3-0", "-4-0")):
+            r["val_ppl"] = 0.9 if r["trial_id"].endswith("-3-0") else 1.0
+    res = _fit(write(rows, tmp_path / "r.parquet"), tmp_path)
+    assert {f.family for f in res.fits} == set(SLOPES)
+    assert any("loss <= 0" in n for n in res.notes)
+    ebt = [f for f in res.fits if f.family == "ebt_s1"][0]
+    assert ebt.line.n_points == 5 and ebt.saturating is None   # 3 positive losses: too few for it
+    assert (res.out / "report.md").exists()
+
+
+def test_a_failing_law_leaves_the_rest_standing(tmp_path, monkeypatch):
+    import ebt_scaling.fit.api as api
+
+    def broken(*a, **k):
+        raise ValueError("planted failure")
+    monkeypatch.setattr(api, "fit_saturating", broken)
+    rows = []
+    for fam, slope in SLOPES.items():
+        rows += rows_for("data", fam, X["data"], slope=slope)
+    res = _fit(write(rows, tmp_path / "r.parquet"), tmp_path)
+    assert len(res.fits) == 2 and len(res.comparisons) == 1
+    assert sum("saturating law not fitted (planted failure)" in n for n in res.notes) == 2
+    assert "planted failure" in (res.out / "report.md").read_text()
+
+
+def test_plain_csv_of_family_x_and_loss(tmp_path):
+    """The README's example: family, x, val_loss (nats), optional seed and axis."""
+    rng = np.random.default_rng(0)
+    lines = ["family,x,val_loss,seed,axis"]
+    for fam, slope in SLOPES.items():
+        for x in X["data"]:
+            for seed in (0, 1):
+                loss = np.log(10 ** (2.6 + slope * np.log10(x) + rng.normal(0, 0.003)))
+                lines.append(f"{fam},{x:g},{loss:.6f},{seed},data")
+    src = tmp_path / "plain.csv"
+    src.write_text("\n".join(lines) + "\n")
+    res = _fit(src, tmp_path)
+    assert {(f.axis, f.family) for f in res.fits} == {("data", fam) for fam in SLOPES}
+    assert all(f.line.n_points == 10 and f.line.n_distinct_x == 5 for f in res.fits)
+    c, = res.comparisons
+    assert c.gain_reported and c.gain.contains(0.3598)
+    # without axis and seed: one axis called "x"
+    (tmp_path / "bare.csv").write_text("family,x,val_ppl\n" + "".join(
+        f"{fam},{x},{10 ** (2.6 + s * np.log10(x)):.5f}\n" for fam, s in SLOPES.items() for x in (1e3, 1e4, 1e5)))
+    res = _fit(tmp_path / "bare.csv", tmp_path)
+    assert {f.axis for f in res.fits} == {"x"} and len(res.comparisons) == 1
+
+
+def _cli(*args):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=str(__import__("pathlib").Path(__file__).parents[1]))
+    return subprocess.run([sys.executable, "-m", "ebt_scaling.cli", *args], capture_output=True, text=True,
+                          env=env)
+
+
+def test_cli_fit_error_is_one_line_exit_2_traceback_only_with_debug(tmp_path):
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"family": ["a"], "val_ppl": [3.0]}).to_csv(bad, index=False)
+    run = _cli("fit", str(bad), "--out", str(tmp_path / "o"))
+    assert run.returncode == 2
+    err = run.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "bad.csv" in err[0] and "Traceback" not in run.stderr
+    run = _cli("--debug", "fit", str(bad), "--out", str(tmp_path / "o"))
+    assert run.returncode != 0 and "Traceback" in run.stderr
+    run = _cli("fit", str(bad), "--out", str(tmp_path / "o"), "--extrapolate", "data=lots")
+    assert run.returncode == 2 and "not a number" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_loss_metric_with_the_papers_line_warns(tmp_path):
+    src = write(rows_for("data", "transformer_pp", X["data"], slope=-0.1), tmp_path / "r.parquet")
+    run = _cli("fit", str(src), "--out", str(tmp_path / "o"), "--metric", "val_loss")
+    assert run.returncode == 0, run.stderr
+    assert "warning: --metric val_loss" in run.stderr and "not the paper's" in run.stderr
+    assert "paper's line" in _cli("fit", "--help").stdout

@@ -131,6 +131,10 @@ def _run_results(table, out, metric, axes, select, extrapolate, baseline, n_boot
     rio.check_val_hash(sel.points)
     points = sel.points
     notes = list(sel.notes)
+    if not metric.endswith("ppl"):
+        notes.insert(0, f"metric {metric!r} is not a perplexity: the lines are log10({metric}) on log10(x), "
+                        "a different law from the paper's log10(perplexity) line, so their slopes and gains "
+                        "are not comparable with the paper's")
     plans, plan_notes = rio.plan_axes(points, axes)
     notes += plan_notes
     fits: list[AxisFamilyFit] = []
