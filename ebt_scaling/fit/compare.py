@@ -110,6 +110,17 @@ def joint_draws(fit: LineFit, base: LineFit, n: int, rng: np.random.Generator):
     return np.concatenate([f, b], axis=1), dfw
 
 
+def _trend(iv: Interval) -> str:
+    """How a line's loss moves with x, as its slope interval says."""
+    if not (np.isfinite(iv.low) and np.isfinite(iv.high)):
+        return f"has a slope of {iv.estimate:.3g} without an interval (too few distinct x)"
+    if iv.high < 0:
+        return f"falls (slope {iv.fmt()})"
+    if iv.low > 0:
+        return f"rises (slope {iv.fmt()})"
+    return f"does not measurably fall (slope {iv.fmt()}: the interval holds 0)"
+
+
 def _falls(iv: Interval) -> bool:
     return bool(np.isfinite(iv.high) and iv.high < 0)
 
@@ -140,12 +151,12 @@ def compare_lines(family: str, fit: LineFit, baseline: str, base: LineFit, *, sw
     significant = np.isfinite(p) and p < alpha
     if not base_falls:
         verdict = (f"neither improves" if not fam_falls else f"{baseline} does not improve")
-        basis = (f"{baseline}'s loss does not fall with x in this range (slope {s_b.fmt()}), so the "
+        basis = (f"{baseline}'s loss {_trend(s_b)} with x in this range, so the "
                  "scaling-rate gain, a ratio to that slope, is not reported: its sign and size would "
                  "not say which family scales faster. Compared instead: the slope difference "
                  f"{family} - {baseline} = {diff.fmt()} (Welch t, p = {p:.3g})")
         if not fam_falls:
-            basis += f"; {family} does not improve either (slope {s_f.fmt()})"
+            basis += f"; {family}'s loss {_trend(s_f)} either"
     else:
         if significant and d_hat < 0 and fam_falls:
             verdict = "faster"
@@ -158,7 +169,7 @@ def compare_lines(family: str, fit: LineFit, baseline: str, base: LineFit, *, sw
                  f"signed slope difference {diff.fmt()} (negative: {family} falls faster; Welch t, "
                  f"p = {p:.3g})")
         if not fam_falls:
-            basis += f"; {family} does not improve with x in this range (slope {s_f.fmt()})"
+            basis += f"; {family}'s loss {_trend(s_f)} in this range"
     return Comparison(
         sweep=sweep, axis=axis, family=family, baseline=baseline, gain=gain, gain_reported=base_falls,
         slope_difference=diff, p_value=p, slope_family=s_f, slope_baseline=s_b, verdict=verdict,
@@ -210,12 +221,16 @@ def crossover(family, fit: LineFit, baseline, base: LineFit, x_family, x_baselin
         statement = (f"{family} and {baseline} cross inside the measured range {rng_txt} ({share_txt}) at "
                      f"x = {x_iv.estimate:.3g} (95% interval {x_iv.low:.3g} to {x_iv.high:.3g}); beyond it "
                      f"{lower_beyond} is better")
-    elif share <= 0.05 and (iv.low > u_hi or iv.high < u_lo):
-        side = "above" if iv.low > u_hi else "below"
+    elif share <= 0.05:
         statement = (f"{family} and {baseline} do not cross in the measured range {rng_txt} ({better_mid} is "
-                     f"better there; {share_txt}); extended beyond the data the lines would cross {side} it, "
-                     f"at x = {x_iv.estimate:.3g} (95% interval {x_iv.low:.3g} to {x_iv.high:.3g}), an "
-                     "extrapolation")
+                     f"better there; {share_txt})")
+        if iv.low > u_hi or iv.high < u_lo:
+            side = "above" if iv.low > u_hi else "below"
+            statement += (f"; extended beyond the data the lines would cross {side} it, at x = "
+                          f"{x_iv.estimate:.3g} (95% interval {x_iv.low:.3g} to {x_iv.high:.3g}), an extrapolation")
+        else:
+            statement += ("; where the extended lines would meet is not determined (the draws put the "
+                          "crossing on both sides of the range, or nowhere)")
     else:
         statement = (f"whether {family} and {baseline} cross in the measured range {rng_txt} is not resolved: "
                      f"{share_txt}; point estimate x = {x_iv.estimate:.3g}, 95% interval "

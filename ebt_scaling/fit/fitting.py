@@ -564,6 +564,9 @@ def _saturating_identification(law, draws, x, L, model):
     for k, v in law.params().items():
         if not why[k]:
             why[k] = _degenerate(v, draws[k])
+    if np.unique(x).size == 4:
+        notes.append("only 4 distinct x for 3 parameters: one degree of freedom is left, and intervals "
+                     "from resampling 4 x values are rough (their calibration was measured at 5-8 x)")
     return why, notes
 
 

@@ -198,9 +198,10 @@ def report_markdown(result) -> str:
                 L.append(f"| {f.family} | {_ci_id(s.intervals['E'], why.get('E'))} | "
                          f"{_ci_id(s.intervals['A'], why.get('A'))} | "
                          f"{_ci_id(s.intervals['alpha'], why.get('alpha'))} | {s.n_boot_ok} |")
-                for n in s.notes:
-                    L.append(f"\n{f.family}: {n}.")
             L.append("")
+            L += [f"- {f.family}: {n}." for f in sats for n in f.saturating.notes]
+            if any(f.saturating.notes for f in sats):
+                L.append("")
         kap = [f for f in fits if f.kaplan]
         if kap:
             L.append("Kaplan's compute law: L = (C_c/C)^alpha_C, and with an offset E.\n")
