@@ -161,24 +161,26 @@ def _draw_axis(ax, fits, comps, extraps, metric: str, families: list[str], annot
                     capsize=1.5, linewidth=0.8, zorder=4)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xlim(g_lo, g_hi)
     ax.set_xlabel(AXIS_LABELS.get(fits[0].axis, fits[0].x_column))
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     _log_ticks(ax, "y")
     _log_ticks(ax, "x")
     if annotate and comps:
         lines = []
+        short = {"no detectable difference": "n.s.", "neither improves": "neither falls"}
         for c in comps:
             name = family_style(c.family, families)[2]
             if c.gain_reported:
                 g = c.gain
-                txt = f"{name}: gain {g.estimate * 100:+.1f}%" + (
+                txt = f"{name}: gain {g.estimate * 100:+.0f}%" + (
                     f" [{g.low * 100:+.0f}, {g.high * 100:+.0f}]" if math.isfinite(g.low) else "")
             else:
-                txt = f"{name}: no gain ({family_style(c.baseline, families)[2]} does not fall)"
-            lines.append(f"{txt}, {c.verdict}")
+                txt = f"{name}: no gain"
+            verdict = short.get(c.verdict, c.verdict.replace(c.baseline, family_style(c.baseline, families)[2]))
+            lines.append(f"{txt}, {verdict}")
         for c in outside:
-            side = "right" if c.crossover.x.estimate > g_hi else "left"
-            lines.append(f"crossing at {_compact(c.crossover.x.estimate)} ({side} of the plot), not drawn")
+            lines.append(f"crossing off plot (x={_compact(float(f'{c.crossover.x.estimate:.2g}'))})")
         ax.text(0.98, 0.97, "\n".join(lines), transform=ax.transAxes, ha="right", va="top",
                 fontsize=5.8, linespacing=1.15)
 
