@@ -105,13 +105,15 @@ def _think(args) -> int:
     from .train.think import load_point, system2
 
     cfg, model, trial_id = load_point(args.checkpoint, device=args.device)
-    rows, tokens = system2(cfg, model, sets=args.sets.split(","), steps=_ints(args.steps),
+    rows, tokens, sequences = system2(cfg, model, sets=args.sets.split(","), steps=_ints(args.steps),
                            candidates=_ints(args.candidates), verify_steps=args.verify_steps,
                            n_tokens=args.tokens, seed=args.seed, trial_id=trial_id, sweep=args.sweep)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "think.parquet"
     write_rows_atomic(rows, out)
     if tokens is not None:   # CSV: not a row file, so `ebt-sweep fit` never mistakes it for one
         tokens.to_csv(out.with_name(out.stem + "-tokens.csv"), index=False)
+    # per-sequence losses: the fit's intervals for thinking improvements resample them
+    sequences.to_csv(out.with_name(out.stem + "-sequences.csv"), index=False)
     print(f"{cfg.family_name}: {len(rows)} think rows -> {out}")
     for r in rows:
         print(f"  {r.eval_set:11s} steps={r.think_steps:2d} N={r.n_candidates:2d} passes={r.forward_passes:3d} "

@@ -188,7 +188,11 @@ def test_energy_falls_and_loss_improves_with_thinking(trained_s2):
 
 def test_best_of_n_never_worse_in_energy(trained_s2):
     cfg, model, _, _ = trained_s2
-    rows, tokens = system2(cfg, model, sets=("val",), steps=(1, 3), candidates=(1, 2, 5), n_tokens=512)
+    rows, tokens, seqs = system2(cfg, model, sets=("val",), steps=(1, 3), candidates=(1, 2, 5), n_tokens=512)
+    # per-sequence losses add up to each row's loss
+    for r in rows:
+        g = seqs[(seqs.think_steps == r.think_steps) & (seqs.n_candidates == r.n_candidates)]
+        assert g.loss_sum.sum() / g.n_tokens.sum() == pytest.approx(r.val_loss, rel=1e-9)
     by_n = {r.n_candidates: r for r in rows if r.think_steps == 3}
     assert set(by_n) == {1, 2, 5} and all(r.forward_passes == 3 * n for n, r in by_n.items())
     # the first candidate is the think-longer chain, so N = 1 and the chain agree

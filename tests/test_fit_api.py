@@ -186,3 +186,42 @@ def test_isoflop_sweep_fits_frontier_and_compute_optimal_size(tmp_path):
     assert (res.out / "isoflop.pdf").exists()
     assert "IsoFLOP" in (res.out / "report.md").read_text()
     assert any("isoFLOP design" in n for n in res.notes)
+
+
+def _think_with_sequences(rng, n_seq=64, delta=0.02, seq_tokens=63):
+    """Think rows plus the per-sequence losses `ebt-sweep think` writes beside them."""
+    base = rng.normal(2.0, 0.3, n_seq)                       # per-sequence mean loss at the default
+    per = {(3, 1): base, (6, 1): base - delta + rng.normal(0, 0.02, n_seq),
+           (3, 2): base + 0.01 + rng.normal(0, 0.02, n_seq)}
+    rows, seqs = [], []
+    for (steps, n), loss in per.items():
+        mean = float(loss.mean())
+        rows.append(Row(trial_id="think-ebt", family="ebt_s2", kind="think", sweep="thinking", eval_set="val",
+                        think_steps=steps, n_candidates=n, forward_passes=steps * n, ebt_steps=3.0, ood_ratio=1.0,
+                        val_loss=mean, val_ppl=float(np.exp(mean))).asdict())
+        seqs.append(pd.DataFrame({"trial_id": "think-ebt", "family": "ebt_s2", "eval_set": "val",
+                                  "think_steps": steps, "n_candidates": n, "sequence": np.arange(n_seq),
+                                  "loss_sum": loss * seq_tokens, "n_tokens": seq_tokens}))
+    return rows, pd.concat(seqs)
+
+
+def test_thinking_improvement_interval_from_sequences(tmp_path):
+    from ebt_scaling.fit.compare import thinking_table
+    rows, seqs = _think_with_sequences(np.random.default_rng(0))
+    write(rows, tmp_path / "think" / "t.parquet")
+    write(rows_for("data", "transformer_pp", X["data"], slope=-0.1), tmp_path / "think" / "data.parquet")
+    seqs.to_csv(tmp_path / "think" / "t-sequences.csv", index=False)
+    res = run_fit(tmp_path / "think", tmp_path / "out", n_boot=50, figures=False)
+    r = res.thinking.iloc[0]
+    assert r.n_sequences == 64 and r.improvement_low < r.improvement_pct < r.improvement_high
+    assert "improvement [95% CI]" in (res.out / "report.md").read_text()
+    # coverage of the true improvement, 1 - exp(-delta), over planted datasets with fresh seeds
+    seed = int(np.random.SeedSequence().entropy % 2**63)
+    rng = np.random.default_rng(seed)
+    true = 100 * (1 - np.exp(-0.02))
+    hits, n = 0, 300
+    for _ in range(n):
+        rows, seqs = _think_with_sequences(rng)
+        t = thinking_table(pd.DataFrame(rows), "val_ppl", "transformer_pp", sequences=seqs, rng=rng, n_draws=500)
+        hits += t.improvement_low.iloc[0] <= true <= t.improvement_high.iloc[0]
+    assert 0.90 <= hits / n <= 0.98, (hits / n, seed)

@@ -161,7 +161,8 @@ def _run_results(table, out, metric, axes, select, extrapolate, baseline, n_boot
     extrapolations = _extrapolate(fits, extrapolate, notes)
     isoflop, chinchilla = _isoflop_and_chinchilla(points, metric, n_boot, n_boot_sat, seed, notes, axes)
     think = rio.select_think(table)
-    thinking = thinking_table(think, metric, baseline) if len(think) else pd.DataFrame()
+    thinking = (thinking_table(think, metric, baseline, sequences=rio.select_sequences(table),
+                               rng=_rng(seed, "thinking")) if len(think) else pd.DataFrame())
     if not fits and not isoflop and thinking.empty:
         raise ValueError(f"{table.source}: nothing could be fitted: " + "; ".join(notes or ["no axis varies"])
                          + ". Each family needs >= 2 points at distinct values of the swept axis")

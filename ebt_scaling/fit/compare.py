@@ -275,21 +275,29 @@ def line_band(fit: LineFit, x_grid, level: float = 0.95):
 
 
 # ---------------------------------------------------------------- thinking (System 2)
-def thinking_table(think, metric: str, baseline: str):
+def thinking_table(think, metric: str, baseline: str, sequences=None, rng=None, n_draws: int = 2000):
     """Per family and eval set: the metric at the model's default inference, the best
-    with more thinking (longer chains or best-of-N), improvement, OOD ratio.
+    with more thinking (longer chains or best-of-N), improvement with a 95% interval,
+    OOD ratio.
 
     The default is the row with one candidate and think_steps equal to the point's own
     steps (ebt_steps: what it was trained and validated with; one forward pass for a
     Transformer++, which has nothing more to spend). Improvement = (default - best) /
     default, in percent: the paper's "% improvement from thinking". Several trials per
     family are summarised by their median.
+
+    Interval: where `sequences` (per-sequence summed losses, see train/think.py) cover a
+    (family, eval set) of one trial, sequences are resampled with replacement, every
+    setting's metric is recomputed on the resample, the best setting is chosen again in
+    each draw (so the interval includes the luck of picking the best) and the
+    improvement's 2.5 and 97.5 percentiles are reported. Otherwise the interval is NaN.
     """
     import pandas as pd
 
     if think is None or len(think) == 0:
         return pd.DataFrame()
     think, metric = normalise_think(think, metric)
+    rng = np.random.default_rng(0) if rng is None else rng
     rows = []
     for (family, eval_set), g in think.groupby(["family", "eval_set"], sort=True):
         g = g[np.isfinite(g[metric]) & (g[metric] > 0)]
@@ -303,13 +311,42 @@ def thinking_table(think, metric: str, baseline: str):
         one = float(default[metric].median())
         best_key = by_config.idxmin()
         best = float(by_config.min())
+        default_key = (int(default["think_steps"].iloc[0]), int(default["n_candidates"].iloc[0]))
+        low, high, n_seq = _improvement_interval(sequences, g, family, eval_set, default_key,
+                                                 metric, rng, n_draws)
         rows.append({"family": family, "eval_set": eval_set, "metric_1pass": one,
                      "min_passes": float(default["forward_passes"].median()), "metric_best": best,
                      "best_passes": float(best_key[0] * max(best_key[1], 1)),
                      "improvement_pct": 100.0 * (one - best) / one,
+                     "improvement_low": low, "improvement_high": high, "n_sequences": n_seq,
                      "ood_ratio": float(g["ood_ratio"].median()) if "ood_ratio" in g else float("nan"),
                      "n_trials": int(g["trial_id"].nunique())})
     return pd.DataFrame(rows)
+
+
+def _improvement_interval(sequences, g, family, eval_set, default_key, metric, rng, n_draws):
+    """Sequence-bootstrap 95% interval of the improvement (percent), re-choosing the best setting."""
+    nan = (float("nan"), float("nan"), 0)
+    if sequences is None or len(sequences) == 0 or g["trial_id"].nunique() != 1:
+        return nan
+    s = sequences[(sequences["trial_id"].astype(str) == str(g["trial_id"].iloc[0]))
+                  & (sequences["eval_set"].astype(str) == eval_set)]
+    if s.empty:
+        return nan
+    loss = s.pivot_table(index=["think_steps", "n_candidates"], columns="sequence", values="loss_sum")
+    tokens = s.pivot_table(index=["think_steps", "n_candidates"], columns="sequence", values="n_tokens")
+    if default_key not in loss.index or loss.isna().any().any():
+        return nan
+    L, T = loss.to_numpy(float), tokens.to_numpy(float)          # (settings, sequences)
+    n_seq = L.shape[1]
+    counts = np.zeros((n_draws, n_seq))
+    np.add.at(counts, (np.repeat(np.arange(n_draws), n_seq), rng.integers(0, n_seq, n_draws * n_seq)), 1.0)
+    mean_loss = (counts @ L.T) / (counts @ T.T)                  # (draws, settings)
+    value = np.exp(mean_loss) if metric.endswith("ppl") else mean_loss
+    d = list(loss.index).index(default_key)
+    imp = 100.0 * (value[:, d] - value.min(axis=1)) / value[:, d]
+    low, high = np.percentile(imp, [2.5, 97.5])
+    return float(low), float(high), int(n_seq)
 
 
 def normalise_think(think, metric: str):

@@ -281,6 +281,26 @@ def select_think(table: Table) -> pd.DataFrame:
     return frame[(frame["kind"].astype(str) == "think") & (frame["status"].astype(str) == "ok")]
 
 
+SEQUENCES_SUFFIX = "-sequences.csv"
+
+
+def select_sequences(table: Table) -> pd.DataFrame:
+    """Per-sequence thinking losses written beside think rows (`<rows>-sequences.csv`), if any.
+
+    `ebt-sweep think` writes them; older think rows have none, and their
+    improvements then carry no interval."""
+    frames = []
+    for f in table.files:
+        side = Path(f).with_name(Path(f).stem + SEQUENCES_SUFFIX)
+        if side.is_file():
+            try:
+                frames.append(pd.read_csv(side))
+            except Exception as err:  # noqa: BLE001  (the fit goes on without intervals)
+                raise ValueError(f"{side}: could not be read as CSV ({type(err).__name__}: {err}); "
+                                 "delete it (the improvements then have no interval) or re-run think") from err
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def _some(items, k: int = 5) -> str:
     items = list(items)
     return ", ".join(map(str, items[:k])) + (f" and {len(items) - k} more" if len(items) > k else "")

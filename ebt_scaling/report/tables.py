@@ -255,11 +255,17 @@ def report_markdown(result) -> str:
         L.append("Improvement = (metric at the point's default inference - best metric over all thinking "
                  "settings: steps and best-of-N) / metric at the default. Default: one candidate at the steps the point "
                  "was trained and validated with (one forward pass for Transformer++).\n")
-        L.append("| family | eval set | ood ratio | default | best | at passes | improvement |")
-        L.append("|---|---|---|---|---|---|---|")
+        L.append("Interval: 95%, resampling the evaluated sequences and choosing the best setting again in "
+                 "each draw (only where `ebt-sweep think` stored per-sequence losses beside its rows; "
+                 "n/a otherwise).\n")
+        L.append("| family | eval set | ood ratio | default | best | at passes | improvement [95% CI] | sequences |")
+        L.append("|---|---|---|---|---|---|---|---|")
         for _, r in t.iterrows():
+            lo, hi = r.get("improvement_low", math.nan), r.get("improvement_high", math.nan)
+            ci = f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else " (no interval: no per-sequence losses)"
             L.append(f"| {r.family} | {r.eval_set} | {_fmt(r.ood_ratio, 3)} | {_fmt(r.metric_1pass)} | "
-                     f"{_fmt(r.metric_best)} | {int(r.best_passes)} | {r.improvement_pct:.2f}% |")
+                     f"{_fmt(r.metric_best)} | {int(r.best_passes)} | {r.improvement_pct:.2f}%{ci} | "
+                     f"{int(r.get('n_sequences', 0) or 0)} |")
         L.append("")
     figs = [p for p in result.files if str(p).endswith(".pdf")]
     if figs:

@@ -14,7 +14,9 @@ energy_last after the row's steps (for best-of-N, of the kept candidate at each
 position; the think-longer chain is best-of-N's first candidate).
 OOD ratio (one number per set and model): the set's perplexity over the validation
 perplexity, both at the default thinking (eval steps, one candidate).
-Per-token energies of the first validation batch are returned for "easy token" figures.
+Per-token energies of the first validation batch are returned for "easy token" figures,
+and every configuration's summed loss per sequence (a frame beside the rows) so the
+fit can give each thinking improvement a 95% interval by resampling sequences.
 """
 from __future__ import annotations
 
@@ -57,17 +59,18 @@ def _set_batches(name, cfg, source, n_tokens):
     return list(ArraySource(name, arr, arr, cfg.model.vocab_size).val_batches(n_tokens, cfg.train.batch_size, S))
 
 
-def _ce(logits, targets) -> float:
-    """Summed next-token loss (nats) over the batch."""
-    return float(F.cross_entropy(logits.detach().float().flatten(0, 1), targets.flatten(), reduction="sum"))
+def _ce(logits, targets) -> torch.Tensor:
+    """Summed next-token loss (nats) of each sequence in the batch, shape (B,)."""
+    loss = F.cross_entropy(logits.detach().float().transpose(1, 2), targets, reduction="none")
+    return loss.sum(dim=1).cpu()
 
 
 class _Acc(dict):
-    """(think_steps, n_candidates) -> [summed loss, summed first energy, summed last energy]."""
+    """(think_steps, n_candidates) -> [per-sequence summed losses, summed first energy, summed last energy]."""
 
     def add(self, key, loss, e_first=math.nan, e_last=math.nan, n=1):
-        r = self.setdefault(key, [0.0, 0.0, 0.0])
-        r[0] += loss
+        r = self.setdefault(key, [[], 0.0, 0.0])
+        r[0].append(loss)
         r[1] += e_first * n
         r[2] += e_last * n
 
@@ -107,7 +110,12 @@ def _think_batch(model, x, t, steps, candidates, verify_steps, acc: _Acc, want_t
 def system2(cfg, model, sets=("val", "ood:dyck", "ood:arith", "ood:python"),
             steps=(1, 2, 3, 6, 15, 30), candidates=(1, 2, 5, 10), verify_steps: int | None = None,
             n_tokens: int = 4096, seed: int = 0, trial_id: str = "", sweep: str = ""):
-    """Returns (think rows, per-token energy frame or None)."""
+    """Returns (think rows, per-token energy frame or None, per-sequence loss frame).
+
+    The per-sequence frame has one row per (eval_set, think_steps, n_candidates,
+    sequence): its summed loss (nats) and token count; ebt_scaling.fit resamples
+    sequences from it for the intervals of the thinking improvements.
+    """
     flush_denormals()
     device = next(model.parameters()).device
     if cfg.data.targets == "pad":
@@ -119,7 +127,7 @@ def system2(cfg, model, sets=("val", "ood:dyck", "ood:arith", "ood:python"),
     is_ebt = cfg.is_ebt
     verify_steps = (verify_steps or cfg.ebt.default_eval_steps) if is_ebt else 1
     steps, candidates = sorted(set(steps)), sorted(set(candidates))
-    rows, tokens_frame = [], None
+    rows, tokens_frame, sequences = [], None, []
     t0 = time.time()
     for name in sets:
         torch.manual_seed(seed)
@@ -141,8 +149,14 @@ def system2(cfg, model, sets=("val", "ood:dyck", "ood:arith", "ood:python"),
                     "sequence": np.repeat(np.arange(x.shape[0]), x.shape[1]),
                     "position": np.tile(np.arange(x.shape[1]), x.shape[0]), "token": tt.flatten().cpu().numpy(),
                     "energy": e.flatten().cpu().numpy(), "loss": loss_tok.flatten().detach().cpu().numpy()})
-        for (k, n), (loss_sum, e_first, e_last) in sorted(acc.items()):
-            loss = loss_sum / count
+        seq_tokens = np.concatenate([np.full(b.shape[0], b.shape[1] - 1) for b in batches])
+        for (k, n), (per_seq, e_first, e_last) in sorted(acc.items()):
+            per_seq = torch.cat(per_seq).numpy().astype(float)
+            loss = float(per_seq.sum()) / count
+            sequences.append(pd.DataFrame({"trial_id": base["trial_id"], "family": base["family"],
+                                           "eval_set": name, "think_steps": k, "n_candidates": n,
+                                           "sequence": np.arange(per_seq.size), "loss_sum": per_seq,
+                                           "n_tokens": seq_tokens}))
             rows.append(Row(kind="think", eval_set=name, think_steps=k, n_candidates=n, forward_passes=k * n,
                             val_loss=loss, val_ppl=ppl(loss), energy_first=e_first / count,
                             energy_last=e_last / count,
@@ -155,4 +169,4 @@ def system2(cfg, model, sets=("val", "ood:dyck", "ood:arith", "ood:python"),
         ref = ppl_at.get(("val", verify_steps, 1))
         own = ppl_at.get((r.eval_set, verify_steps, 1))
         r.ood_ratio = own / ref if ref and own else math.nan
-    return rows, tokens_frame
+    return rows, tokens_frame, pd.concat(sequences, ignore_index=True)
