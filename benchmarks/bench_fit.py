@@ -139,8 +139,8 @@ def main() -> None:
     print(f"generate + write parquet:   {t_gen:7.2f} s")
     print(f"read parquet:               {t_read:7.2f} s")
     print(f"select final rows:          {t_select:7.2f} s")
-    print(f"run_fit without figures:    {t_fit_total:7.2f} s  ({len(result.fits)} line fits x "
-          f"{args.n_boot} bootstrap refits, {n_sat} saturating fits x 200 refits, "
+    print(f"run_fit without figures:    {t_fit_total:7.2f} s  ({len(result.fits)} line fits with "
+          f"{args.n_boot} t draws each, {n_sat} saturating fits x 200 bootstrap refits, "
           f"{len(result.comparisons)} comparisons, thinking table)")
     print(f"run_fit with figures:       {t_with_figs:7.2f} s  ({sum(str(p).endswith('.pdf') for p in result.files)} PDFs + PNGs)")
     print("recovered scaling-rate gains [95% CI] (planted in parentheses; 3 seeds x 5 points, "
@@ -149,7 +149,8 @@ def main() -> None:
         axis = "params" if c.axis == "flops" else c.axis       # same runs: FLOPs are a multiple of N
         planted = PLANTED[axis][2 if c.family == "ebt_s1" else 3]
         print(f"  {c.axis:<6} {c.family:<7} {c.gain.estimate * 100:+7.2f}% "
-              f"[{c.gain.low * 100:+.2f}, {c.gain.high * 100:+.2f}]  ({planted * 100:+.2f}%)")
+              f"[{c.gain.low * 100:+.2f}, {c.gain.high * 100:+.2f}]  ({planted * 100:+.2f}%)  "
+              f"p={c.p_value:.3g}, {c.verdict}")
     chin = Path(__file__).resolve().parents[2] / "shared/data/chinchilla_points.csv"
     if chin.exists():
         t0 = time.perf_counter()

@@ -1,10 +1,13 @@
-"""Fitting scaling laws, and bootstrap intervals for every parameter.
+"""Fitting scaling laws, and intervals for every parameter.
 
 Why it is built this way:
 
-* The paper's line (OLS of log10 y on log10 x) has a closed form, so its
-  bootstrap is one vectorised computation over a (draws x points) matrix of
-  resampling counts: 1000 refits cost a few matrix products.
+* The paper's line (OLS of log10 y on log10 x) is fitted to the per-x means:
+  seeds of one x share that x's learning rate and validation data, so they
+  are one cluster, and the line's error has n_x - 2 degrees of freedom. Its
+  intervals are exact Student-t ones (calibrated in
+  tests/test_fit_calibration.py), and draws from the same t feed comparisons,
+  bands and extrapolations.
 * Every bootstrap here is expressed as *weights*: a draw that picks point i
   twice gives it weight 2. Non-linear fits then take the same weights in their
   objective, so one code path serves point fits (weights = 1) and refits.
