@@ -12,6 +12,7 @@ import datetime as _dt
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..fit.fitting import Interval
@@ -191,6 +192,10 @@ def report_markdown(result) -> str:
         if sats:
             L.append("Saturating law on the loss: L = E + A x^-alpha (L = ln ppl for perplexities; "
                      "a straight log-log line under-states the exponent as L nears E).\n")
+            if any(np.unique(f.x).size == 4 for f in sats):
+                L.append("With 4 distinct x the law's 3 parameters leave one degree of freedom, and "
+                         "intervals from resampling 4 x values are rough (their calibration was measured "
+                         "at 5-8 x, benchmarks/RESULTS-fit.md).\n")
             L.append("| family | E | A | alpha | refits |")
             L.append("|---|---|---|---|---|")
             for f in sats:
@@ -209,8 +214,11 @@ def report_markdown(result) -> str:
             L.append("|---|---|---|---|---|---|")
             for f in kap:
                 o = f.kaplan_offset or {}
+                why = (f.saturating.identified or {}) if f.saturating is not None else {}
+                sat_name = {"E": "E", "alpha_C": "alpha", "C_c": "A"}
                 L.append(f"| {f.family} | {_ci(f.kaplan['alpha_C'])} | {_ci(f.kaplan['C_c'], 3)} | "
-                         + " | ".join(_ci(o[k], 3) if k in o else "n/a" for k in ("E", "alpha_C", "C_c")) + " |")
+                         + " | ".join(_ci_id(o[k], why.get(sat_name[k]), 3) if k in o else "n/a"
+                                      for k in ("E", "alpha_C", "C_c")) + " |")
             L.append("")
         comps = [c for c in result.comparisons if (c.sweep, c.axis) == (sweep, axis)]
         for c in comps:
