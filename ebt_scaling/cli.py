@@ -150,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--verify-steps", type=int, help="steps per candidate (default: the point's eval steps)")
     k.add_argument("--sets", default="val,ood:dyck,ood:arith,ood:python",
                    help="evaluation sets: val, ood:dyck, ood:arith, ood:python, hf:DATASET[:CONFIG]:COLUMN")
-    k.add_argument("--tokens", type=int, default=4096, help="tokens per set (default 4096)")
+    k.add_argument("--tokens", type=int, default=16384,
+                   help="tokens per set (default 16384: on a tiny EBT it puts the 95%% interval of the "
+                        "validation improvement within +-1 percentage point; 4096 gave +-1.6)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
     k.add_argument("--sweep", default="thinking", help="sweep name the rows carry (default: thinking)")

@@ -569,6 +569,8 @@ def _saturating_identification(law, draws, x, L, model):
     for k, v in law.params().items():
         if not why[k]:
             why[k] = _degenerate(v, draws[k])
+            if k == "E" and why[k]:
+                notes.append(f"E is {NOT_IDENTIFIED} ({why[k]}): the data do not pin down a floor")
     return why, notes
 
 

@@ -287,7 +287,8 @@ def report_markdown(result) -> str:
 def summary_text(result) -> str:
     lines = [f"fit {result.source}: {len(result.fits)} line fit(s), {len(result.comparisons)} comparison(s)"]
     for c in result.comparisons:
-        gain = f"gain {_pct(c.gain)}" if c.gain_reported else f"gain not reported ({c.baseline} does not fall)"
+        gain = (f"scaling-rate gain {_pct(c.gain)}" if c.gain_reported
+                else f"scaling-rate gain not reported ({c.baseline} does not fall)")
         lines.append(f"  {c.axis:<6} {c.family} vs {c.baseline}: {c.verdict}; slope difference "
                      f"{_ci(c.slope_difference)}, p={_fmt(c.p_value, 3)}; {gain}; crossover {_cross_cell(c.crossover)}")
     if not result.comparisons:

@@ -109,7 +109,7 @@ def _think_batch(model, x, t, steps, candidates, verify_steps, acc: _Acc, want_t
 
 def system2(cfg, model, sets=("val", "ood:dyck", "ood:arith", "ood:python"),
             steps=(1, 2, 3, 6, 15, 30), candidates=(1, 2, 5, 10), verify_steps: int | None = None,
-            n_tokens: int = 4096, seed: int = 0, trial_id: str = "", sweep: str = ""):
+            n_tokens: int = 16384, seed: int = 0, trial_id: str = "", sweep: str = ""):
     """Returns (think rows, per-token energy frame or None, per-sequence loss frame).
 
     The per-sequence frame has one row per (eval_set, think_steps, n_candidates,
