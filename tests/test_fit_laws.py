@@ -4,7 +4,6 @@ import pytest
 
 from ebt_scaling.fit import (ChinchillaLaw, KaplanComputeLaw, LogLogLine, SaturatingPowerLaw,
                              fit_loglog, scaling_rate_gain)
-from ebt_scaling.fit.compare import bootstrap_p_value
 
 # The EBT paper's printed scaling-rate gains (section 7 of the recipe).
 PAPER_GAINS = {"data": 35.98, "batch": 28.46, "depth": 5.29, "params": 2.91, "flops": 2.92, "width": 0.02}
@@ -54,9 +53,3 @@ def test_chinchilla_compute_optimal_minimises_loss_on_the_budget():
     for factor in (0.8, 1.25):
         n = n_opt * factor
         assert law.predict(n, C / (6 * n)) > law.predict(n_opt, d_opt)
-
-
-def test_bootstrap_p_value():
-    rng = np.random.default_rng(0)
-    assert bootstrap_p_value(rng.normal(0.3, 0.05, 2000)) < 0.01
-    assert bootstrap_p_value(rng.normal(0.0, 0.05, 2000)) > 0.3

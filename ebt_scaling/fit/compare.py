@@ -44,21 +44,6 @@ def scaling_rate_gain(slope_family, slope_baseline):
         return np.asarray(slope_family, float) / np.asarray(slope_baseline, float) - 1.0
 
 
-def bootstrap_p_value(draws) -> float:
-    """Two-sided p-value for "the quantity is 0" from draws of its sampling distribution.
-
-    2 x the smaller tail share of draws on either side of 0, with the usual
-    +1 correction so a finite number of draws never reports p = 0.
-    """
-    draws = np.asarray(draws, float)
-    draws = draws[np.isfinite(draws)]
-    if draws.size == 0:
-        return float("nan")
-    below = (np.sum(draws <= 0) + 1) / (draws.size + 1)
-    above = (np.sum(draws >= 0) + 1) / (draws.size + 1)
-    return float(min(1.0, 2.0 * min(below, above)))
-
-
 def welch_df(se_f: float, df_f: int, se_b: float, df_b: int) -> float:
     """Satterthwaite's degrees of freedom for the difference of two independent estimates."""
     num = (se_f ** 2 + se_b ** 2) ** 2
