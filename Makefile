@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml scripts/install-torch.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	PIP="$(PIP)" TORCH_VERSION=$(TORCH_VERSION) TORCH_INDEX="$(TORCH_INDEX)" bash scripts/install-torch.sh
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,track]"
 	touch $@
 
 venv: $(VENV)/.installed

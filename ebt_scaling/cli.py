@@ -23,18 +23,31 @@ typical use:
 
 
 def _train(args) -> int:
+    from dataclasses import replace
+
     from .config import load_config
-    from .results.store import ParquetSink
+    from .results.store import ParquetSink, TeeSink
     from .train import train
+    from .train.live import LiveProgress
 
     cfg = load_config(args.config, args.set)
-    if args.checkpoint_dir:
-        from dataclasses import replace
-        cfg = replace(cfg, train=replace(cfg.train, checkpoint_dir=args.checkpoint_dir))
     out = Path(args.out) / f"{cfg.name}-{cfg.hash()}.parquet"
+    placed = {}
+    if args.checkpoint_dir:
+        placed["checkpoint_dir"] = args.checkpoint_dir
+    if args.track is not None:
+        placed["track"] = args.track
+    placed["track_dir"] = args.track_dir or cfg.train.track_dir or str(Path(args.out) / "tracking")
+    cfg = replace(cfg, train=replace(cfg.train, **placed))
+    from .execute.cli import check_trackers
+    check_trackers(cfg.train.track, "--track" if args.track is not None else f"{args.config}: train.track")
     print(f"training {cfg.family_name} L={cfg.model.n_layers} d={cfg.model.d_model} "
-          f"for {cfg.total_steps} steps ({cfg.total_tokens:,} tokens) -> {out}", flush=True)
-    summary = train(cfg, ParquetSink(out))
+          f"for {cfg.total_steps} steps ({cfg.total_tokens:,} tokens) -> {out}"
+          + (f"; tracking with {cfg.train.track} in {cfg.train.track_dir}" if cfg.train.track else ""),
+          flush=True)
+    live = None if args.no_progress else LiveProgress(cfg.total_steps, out=sys.stderr,
+                                                      every=args.progress_every)
+    summary = train(cfg, TeeSink(ParquetSink(out), live))
     if summary.status != "ok":
         print(f"FAILED: {summary.error}", file=sys.stderr)
         return 1
@@ -122,9 +135,11 @@ def _think(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     p = argparse.ArgumentParser(prog="ebt-sweep", description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    p.add_argument("--version", action="version", version=f"ebt-sweep (ebt-scaling) {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train one point from a YAML config")
@@ -133,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set model.d_model=128 (repeatable)")
     t.add_argument("--out", default="runs/points", help="folder for the parquet rows (default: runs/points)")
     t.add_argument("--checkpoint-dir", help="save/resume checkpoints here")
+    from .execute.cli import track_args
+    track_args(t, "<out>/tracking")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    t.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                   help="off a terminal: seconds between plain progress lines (default 30)")
     t.set_defaults(func=_train)
 
     r = sub.add_parser("prepare", help="tokenize a sweep's (or a point's) dataset into the shared token store")
@@ -167,8 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "log10(x), so its slopes and gains need a perplexity; a loss (val_loss, nats) gives "
                         "log10(loss) on log10(x), a different law, and warns. Saturating and Chinchilla "
                         "laws are fitted on the loss (ln ppl) either way")
-    f.add_argument("--axis", action="append", help="only these axes (data, batch, depth, width, params, flops)")
-    f.add_argument("--select", default="final", help="which rows: final (each trial's last evaluation)")
+    f.add_argument("--axis", action="append", metavar="AXIS",
+                   help="fit only this axis (repeatable): data, batch, depth, width, params, flops, "
+                        "isoflop, or any numeric column; default: the axes each sweep varied")
+    f.add_argument("--select", default="final", choices=("final", "last", "best"),
+                   help="each trial's row to fit: final (its final evaluation, finished trials only; "
+                        "default), last (its latest evaluation, running trials too) or best (its "
+                        "lowest-metric evaluation)")
     f.add_argument("--extrapolate", action="append", metavar="AXIS=VALUE",
                    help="report the loss each family's law predicts at this scale, e.g. params=1e9, and "
                         "draw the figures out to it (by default they span the measured range only)")
@@ -187,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:     # `ebt-sweep plan ... | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

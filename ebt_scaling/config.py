@@ -160,10 +160,14 @@ class TrainConfig:
     threads: int = 0                    # torch CPU threads; 0 -> torch's default
     nan_check: bool = True
     fail_at_step: int = -1              # testing aid: force a NaN loss at this step
+    track: str = ""                     # experiment trackers, comma-separated: tensorboard, wandb, mlflow
+    track_dir: str = ""                 # where trackers write; "" -> runs/tracking
 
 
 # train.* keys that say where/how a point runs, not what it is (left out of Config.hash)
-PLACEMENT_KEYS = ("checkpoint_dir", "checkpoint_every", "device", "threads")
+PLACEMENT_KEYS = ("checkpoint_dir", "checkpoint_every", "device", "threads", "track", "track_dir")
+# what train.track may name (ebt_scaling/results/trackers.py)
+TRACKERS = ("tensorboard", "wandb", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -325,8 +329,38 @@ def config_from_dict(data: dict, source: str = "<config>") -> Config:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    data = deep_merge(load_yaml(path), parse_overrides(overrides))
-    return config_from_dict(data, str(path))
+    """The point config at `path` with `--set key=value` overrides on top. An error the
+    overrides cause names the override, not the file."""
+    base = load_yaml(path)
+    try:
+        return config_from_dict(deep_merge(base, parse_overrides(overrides)), str(path))
+    except ConfigError as err:
+        if not overrides:
+            raise
+        blamed = _blame_override(str(err), str(path), overrides, base)
+        if blamed is None:
+            raise
+        raise ConfigError(blamed) from None
+
+
+def _blame_override(message: str, path: str, overrides: list[str], base: dict) -> str | None:
+    """Reword `message` (about `path`) as the fault of the override that caused it: the
+    one whose key it names, else all of them when the file alone is valid."""
+    for sep in (": ", "."):
+        if message.startswith(path + sep):
+            rest = message[len(path) + len(sep):]
+            break
+    else:
+        return None
+    key = rest.split(":", 1)[0].strip()
+    for pair in overrides:
+        if pair.split("=", 1)[0].strip() == key:
+            return f"--set {pair}: {rest.split(':', 1)[1].strip() if ':' in rest else rest}"
+    try:
+        config_from_dict(base, path)
+    except ConfigError:
+        return None          # the file is at fault on its own
+    return f"--set {' --set '.join(overrides)} (over {path}): {rest}"
 
 
 # --------------------------------------------------------------------------- resolving
@@ -377,6 +411,11 @@ def _need(cond: bool, where: str, msg: str):
         raise ConfigError(f"{where}: {msg}")
 
 
+def tracker_names(text: str) -> tuple[str, ...]:
+    """"tensorboard, wandb" -> ("tensorboard", "wandb") (lower case, no repeats)."""
+    return tuple(dict.fromkeys(n.strip().lower() for n in (text or "").split(",") if n.strip()))
+
+
 def validate(cfg: Config, source: str = "<config>") -> Config:
     s = source
     m, o, d, t, e = cfg.model, cfg.optim, cfg.data, cfg.train, cfg.ebt
@@ -423,6 +462,9 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
     _need(t.eval_tokens >= d.seq_len, f"{s}: train.eval_tokens", f"must be >= data.seq_len ({d.seq_len})")
     _need(t.log_every >= 1, f"{s}: train.log_every", "must be >= 1")
     _need(t.precision in ("auto", "fp32", "bf16"), f"{s}: train.precision", "one of auto, fp32, bf16")
+    unknown = [n for n in tracker_names(t.track) if n not in TRACKERS]
+    _need(not unknown, f"{s}: train.track", f"unknown tracker(s) {unknown}; choose from "
+          f"{', '.join(TRACKERS)} (comma-separated), or leave it empty for none")
     if cfg.is_ebt:
         _need(e.steps >= 1, f"{s}: ebt.steps", "must be >= 1")
         _need(e.random_extra_steps >= 0, f"{s}: ebt.random_extra_steps", "must be >= 0")

@@ -58,6 +58,11 @@ class Layout:
         return self.dir / "locks" / f"{tid}.lock"
 
     @property
+    def tracking(self) -> Path:
+        """Experiment trackers' files (train.track), all trials together."""
+        return self.dir / "tracking"
+
+    @property
     def manifest(self) -> Path:
         return self.dir / "manifest.json"
 
@@ -199,7 +204,8 @@ def runtime_config(trial: Trial, layout: Layout):
     """The config as it trains: the checkpoint dir is placed per trial. (The trial id
     was fixed by the planner before this, so placement never changes an id.)"""
     c = trial.config
-    return replace(c, train=replace(c.train, checkpoint_dir=str(layout.ckpt(trial.id))))
+    return replace(c, train=replace(c.train, checkpoint_dir=str(layout.ckpt(trial.id)),
+                                    track_dir=c.train.track_dir or str(layout.tracking)))
 
 
 def run_trial(trial: Trial, root: str | os.PathLike, max_attempts: int = 3, count_attempt: bool = True,

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import time
 from pathlib import Path
 
 from ..config import ConfigError
@@ -35,6 +37,7 @@ def register(sub) -> None:
     q.add_argument("--account", help="slurm account")
     q.add_argument("--gpus", type=int, help="slurm GPUs per trial")
     q.add_argument("--progress-every", type=float, default=15.0, help="seconds between progress lines")
+    track_args(q, "<results>/<sweep>/tracking")
     q.set_defaults(func=cmd_launch)
 
     s = sub.add_parser("status", help="done / running / failed / pending of a sweep")
@@ -42,6 +45,28 @@ def register(sub) -> None:
     _scale_arg(s)
     s.add_argument("--results", default="results", help="results root when target is a spec")
     s.set_defaults(func=cmd_status)
+
+
+def track_args(p, default_dir: str) -> None:
+    from ..config import TRACKERS
+    p.add_argument("--track", metavar="NAMES", help=f"log every row to experiment trackers too: "
+                   f"{', '.join(TRACKERS)} (comma-separated; overrides train.track; needs the `track` "
+                   f"extra). W&B: set WANDB_MODE=offline to stay offline")
+    p.add_argument("--track-dir", help=f"where trackers write (default: {default_dir})")
+
+
+def check_trackers(track: str, where: str) -> None:
+    """Before any work: every tracker named must be known and importable (exit 2 otherwise)."""
+    from ..config import TRACKERS, tracker_names
+    unknown = [n for n in tracker_names(track) if n not in TRACKERS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown tracker(s) {unknown}; choose from {', '.join(TRACKERS)} "
+                          "(comma-separated)")
+    from ..results.trackers import check_available
+    try:
+        check_available(track, where)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _scale_arg(p) -> None:
@@ -64,21 +89,24 @@ def load(spec_path: str, scale: str, out=None):
 # --------------------------------------------------------------------------- plan
 def cmd_plan(args, out=None) -> int:
     out = out or sys.stdout
-    from ..flops import non_embedding_params
+    from ..sweep.plan import plan_frame, rates_note, sci
     spec, trials = load(args.spec, args.scale, out)
     print(f"sweep {spec.name} (x: {spec.x}, scale: {spec.scale or '-'}): {len(trials)} trials, "
           f"families {', '.join(spec.families)}, seeds {list(spec.seeds)}", file=out)
-    head = f"{'id':12}  {'family':14} {'point':22} {'L':>3} {'d':>5} {'H':>3} {'N':>9} {'tokens':>10} " \
-           f"{'steps':>7} {'lr':>8} {'FLOPs':>9} {'est':>9}  resources"
-    print(head, file=out)
-    for t in trials:
-        c, m = t.config, t.config.model
-        print(f"{t.id:12}  {t.family:14} {t.label[:22]:22} {m.n_layers:>3} {m.d_model:>5} {m.n_heads:>3} "
-              f"{_si(non_embedding_params(c)):>9} {_si(c.total_tokens):>10} {c.total_steps:>7} "
-              f"{c.optim.lr:>8.2e} {t.flops:>9.3g} {_dur(t.est_seconds):>9}  {_res(t.resources)}", file=out)
-    total = sum(t.est_seconds for t in trials)
-    print(f"total: {len(trials)} trials, {sum(t.flops for t in trials):.3g} training FLOPs, "
-          f"estimated {_dur(total)} one at a time", file=out)
+    frame = plan_frame(trials)
+    mem = "memory_bytes" in frame.columns
+    print(f"{'id':12}  {'family':14} {'point':22} {'seed':>4} {'L':>3} {'d':>5} {'H':>3} {'N':>8} "
+          f"{'tokens':>8} {'steps':>7} {'lr':>8} {'FLOPs':>8} {'est':>9}" + (f" {'memory':>8}" if mem else "")
+          + "  resources", file=out)
+    for r, t in zip(frame.itertuples(index=False), trials):
+        print(f"{r.id:12}  {r.family:14} {r.point[:22]:22} {r.seed:>4} {r.n_layers:>3} {r.d_model:>5} "
+              f"{r.n_heads:>3} {_si(r.n_params):>8} {_si(r.tokens):>8} {r.steps:>7} {sci(r.lr):>8} "
+              f"{sci(r.flops):>8} {_dur(r.est_seconds):>9}"
+              + (f" {_bytes(r.memory_bytes):>8}" if mem else "") + f"  {_res(t.resources)}", file=out)
+    total = float(frame["est_seconds"].sum()) if len(frame) else 0.0
+    print(f"total: {len(trials)} trials, {sci(float(frame['flops'].sum()) if len(frame) else 0.0)} training "
+          f"FLOPs, estimated {_dur(total)} one at a time", file=out)
+    print(f"(estimates from {rates_note(spec)})", file=out)
     return 0
 
 
@@ -89,12 +117,29 @@ def cmd_launch(args, out=None) -> int:
     spec, trials = load(args.spec, args.scale, out)
     if args.max_retries < 0:
         raise ConfigError("--max-retries: must be >= 0")
+    trials = with_tracking(trials, args.track, args.track_dir)
+    for track in sorted({t.config.train.track for t in trials if t.config.train.track}):
+        check_trackers(track, "--track" if args.track is not None else f"{args.spec}: base.train.track")
     from ..data.store import prepare
     prepare([t.config for t in trials], out=out)      # token stores, once and under a lock, before any trial
     executor = make_executor(args, spec, trials)
     counts = launch(trials, executor, args.results, max_retries=args.max_retries,
                     progress_every=args.progress_every, out=out, spec_path=args.spec, scale=spec.scale)
     return 0 if counts["done"] == counts["total"] else 1
+
+
+def with_tracking(trials, track: str | None, track_dir: str | None):
+    """--track/--track-dir over the spec's train.track (placement keys: ids do not change)."""
+    from dataclasses import replace
+    if track is None and not track_dir:
+        return trials
+    out = []
+    for t in trials:
+        tr = t.config.train
+        tr = replace(tr, track=tr.track if track is None else track,
+                     track_dir=str(Path(track_dir).resolve()) if track_dir else tr.track_dir)
+        out.append(replace(t, config=replace(t.config, train=tr)))
+    return out
 
 
 def make_executor(args, spec, trials):
@@ -123,7 +168,7 @@ def cmd_status(args, out=None) -> int:
     if target.is_file():
         spec, trials = load(str(target), args.scale, out)
         layout = Layout(Path(args.results), spec.name)
-        entries = {t.id: {"family": t.family, "point": t.point} for t in trials}
+        entries = {t.id: {"family": t.family, "point": t.point, "seed": t.seed} for t in trials}
     else:
         dirs = [target] if (target / "plan.json").exists() else sorted(
             d for d in target.iterdir() if (d / "plan.json").exists()) if target.is_dir() else []
@@ -140,28 +185,80 @@ def cmd_status(args, out=None) -> int:
     manifest = read_manifest(layout)
     counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
     lines = []
-    for tid, info in entries.items():
+    print(f"sweep {layout.sweep} in {layout.dir}:", end=" ", file=out)
+    for tid, info in sorted(entries.items(), key=lambda kv: _axis_order(kv[1])):
         state, reason, attempts = trial_state(layout, tid, manifest)
         counts[state] += 1
         point = " ".join(f"{k}={v}" for k, v in (info.get("point") or {}).items())
-        line = f"  {state:8} {tid}  {info.get('family', ''):14} {point:24} attempts {attempts}"
+        step, metric, wall = trial_progress(layout.parquet(tid), manifest.get(tid, {}), state)
+        line = (f"  {state:8} {tid}  {info.get('family', ''):14} {point[:24]:24} {info.get('seed', ''):>4} "
+                f"{step:>11} {metric:>12} {wall:>8} {attempts:>8}")
         if state == "failed":
             line += f"\n           reason: {(reason or '?').splitlines()[0][:200]}\n           log: {layout.log(tid)}"
         elif state == "running":
             line += f"  (pid {manifest.get(tid, {}).get('pid', '?')} on {manifest.get(tid, {}).get('host', '?')})"
         lines.append(line)
-    print(f"sweep {layout.sweep} in {layout.dir}: {counts['done']} done, {counts['running']} running, "
-          f"{counts['failed']} failed, {counts['pending']} pending (of {len(entries)})", file=out)
-    for line in sorted(lines, key=lambda s: ("running", "failed", "pending", "done").index(s.split()[0])):
+    print(f"{counts['done']} done, {counts['running']} running, {counts['failed']} failed, "
+          f"{counts['pending']} pending (of {len(entries)})", file=out)
+    print(f"  {'state':8} {'id':12}  {'family':14} {'point':24} {'seed':>4} {'step':>11} {'last metric':>12} "
+          f"{'wall':>8} {'attempts':>8}", file=out)
+    for line in lines:
         print(line, file=out)
     return 0 if counts["failed"] == 0 else 1
 
 
+def _axis_order(info: dict):
+    """Sort key: the sweep's axis values (numbers and size labels in natural order), then
+    family and seed."""
+    def natural(v):
+        return [(0, float(c), "") if c.replace(".", "", 1).isdigit() else (1, 0.0, c)
+                for c in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?|\D+", str(v))]
+    point = info.get("point") or {}
+    return ([natural(v) for v in point.values()], info.get("family", ""), info.get("seed", 0))
+
+
+def trial_progress(path: Path, rec: dict, state: str) -> tuple[str, str, str]:
+    """(step/total, the latest metric, wall time) from a trial's rows as last flushed
+    (a running trial flushes at each evaluation); wall time of a running trial is since
+    its attempt started."""
+    wall = ""
+    if state == "running" and rec.get("started"):
+        wall = _dur(time.time() - float(rec["started"]))
+    if not path.exists():
+        return "", "", wall
+    import pyarrow.parquet as pq
+    try:
+        t = pq.read_table(path, columns=["kind", "step", "total_steps", "train_loss", "val_loss",
+                                         "wall_time"]).to_pandas()
+    except Exception:   # unreadable (being replaced): status must not fail on it
+        return "?", "", wall
+    if t.empty:
+        return "", "", wall
+    last = t.iloc[-1]
+    evals = t[t["kind"].isin(["eval", "final"]) & t["val_loss"].notna()]
+    if len(evals):
+        metric = f"val {evals['val_loss'].iloc[-1]:.3f}"
+    elif t["train_loss"].notna().any():
+        metric = f"train {t['train_loss'].dropna().iloc[-1]:.3f}"
+    else:
+        metric = ""
+    return (f"{int(last['step'])}/{int(last['total_steps'])}", metric,
+            wall or (_dur(float(last["wall_time"])) if last["wall_time"] == last["wall_time"] else ""))
+
+
 def _si(n: float) -> str:
+    """Counts (parameters, tokens): 7.26k, 1.02M."""
     for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= div:
             return f"{n / div:.3g}{unit}"
     return str(int(n))
+
+
+def _bytes(n: float) -> str:
+    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= div:
+            return f"{n / div:.3g} {unit}"
+    return f"{int(n)} B"
 
 
 def _dur(s: float) -> str:

@@ -197,8 +197,9 @@ def select_points(table: Table, metric: str = "val_ppl", select: str = "final") 
     kinds = frame["kind"].astype(str)
     if select == "final":
         chosen = frame[(kinds == "final") & (status == "ok")]
-    else:
-        chosen = frame[kinds.isin(["eval", "final"]) & (status == "ok")]
+    else:   # eval rows say "running" (older files: "ok"); a failed trial's rows are left out
+        chosen = frame[kinds.isin(["eval", "final"]) & status.isin(["ok", "running"])
+                       & ~frame["trial_id"].isin(failed_ids)]
     ok_ids = set(chosen["trial_id"])
     n_failed = len(failed_ids - ok_ids)
     if n_failed:
@@ -207,7 +208,7 @@ def select_points(table: Table, metric: str = "val_ppl", select: str = "final") 
         present = sorted(set(kinds))
         raise ValueError(
             f"{source}: no rows with kind in {'final' if select == 'final' else 'eval/final'} "
-            f"and status=='ok' (read {len(frame)} rows; kinds present: {present}; "
+            f"and status ok (or running, for last/best) (read {len(frame)} rows; kinds present: {present}; "
             f"{n_failed} failed trial(s)); finished trials write a kind='final' row: "
             "wait for the sweep, re-run failed trials, or pass select='last'")
     if select != "final":

@@ -82,7 +82,8 @@ class Row:
     forward_passes: int = 0          # think_steps * n_candidates
     ood_ratio: float = NaN           # ppl on this set / in-distribution ppl
     # --- outcome and provenance
-    status: str = "ok"               # one of STATUSES
+    status: str = "ok"               # one of STATUSES: "running" on a trial's train/eval rows,
+                                     # "ok" or "failed" on its final row, "ok" on think rows
     error: str = ""                  # reason when status == "failed"
     device: str = ""
     dtype: str = ""

@@ -34,7 +34,8 @@ def read_rows(path: str | Path) -> list[Row]:
 
 
 class MemorySink:
-    """Keeps rows in a list (tests, notebooks)."""
+    """Keeps rows in a list (tests, notebooks). The sink interface every row goes
+    through: emit(row), flush(), truncate_after(step), close(status)."""
 
     def __init__(self):
         self.rows: list[Row] = []
@@ -50,6 +51,9 @@ class MemorySink:
         taken at `step` (after that step's rows were emitted) makes them again."""
         self.rows = [r for r in self.rows if r.kind == "think" or (r.step <= step and r.kind != "final")]
 
+    def close(self, status: str = "ok") -> None:
+        pass
+
 
 class ParquetSink(MemorySink):
     """One parquet file per trial. Rows already in the file are loaded, so a resumed
@@ -63,3 +67,35 @@ class ParquetSink(MemorySink):
 
     def flush(self) -> None:
         write_rows_atomic(self.rows, self.path)
+
+
+class TeeSink:
+    """The record (a ParquetSink, say) plus views of it (trackers, a progress bar):
+    every call goes to all; `rows` are the record's."""
+
+    def __init__(self, record, *views):
+        self.record, self.views = record, [v for v in views if v is not None]
+
+    @property
+    def rows(self):
+        return self.record.rows
+
+    def emit(self, row: Row) -> None:
+        self.record.emit(row)
+        for v in self.views:
+            v.emit(row)
+
+    def flush(self) -> None:
+        self.record.flush()
+        for v in self.views:
+            v.flush()
+
+    def truncate_after(self, step: int) -> None:
+        self.record.truncate_after(step)
+        for v in self.views:
+            v.truncate_after(step)
+
+    def close(self, status: str = "ok") -> None:
+        for s in (self.record, *self.views):
+            if hasattr(s, "close"):
+                s.close(status)

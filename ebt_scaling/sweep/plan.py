@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
 
 from ..config import Config, ConfigError, config_from_dict
 from ..flops import non_embedding_params, tpp_forward_flops_per_token, train_flops_per_token
@@ -24,10 +28,9 @@ from .trial import Trial
 
 # Vocabulary sizes of tokenizers the planner can cost without loading them.
 KNOWN_VOCAB = {"byte": 256, "EleutherAI/gpt-neox-20b": 50277, "gpt2": 50257}
+# When a spec sets est_flops_per_s (instead of the measured rates of rates.json):
 EST_OVERHEAD_S = 3.0      # per trial: start-up, data loading, first evaluation
-# EBT steps reach a lower share of the machine's FLOP/s than T++ (small per-step
-# matmuls, autograd through the thinking steps): measured ~0.55x on 2 CPU cores.
-EBT_EFFICIENCY = 0.55
+EBT_EFFICIENCY = 0.55     # EBTs reach ~0.55x of T++'s FLOP/s (small matmuls, autograd through thinking)
 
 
 def plan(spec: SweepSpec) -> list[Trial]:
@@ -143,22 +146,63 @@ def make_trial(spec: SweepSpec, point: dict, family: str, seed: int) -> Trial:
         train["checkpoint_every"] = max(1, math.ceil(cfg.total_steps / 10))
         cfg = _resolve(d, where)
 
-    flops, est = estimate(cfg, spec.est_flops_per_s)
+    flops, est = estimate(cfg, spec)
     shown = {k: _show(v) for k, v in point.items()}
     return Trial(id=cfg.hash(), family=family, config=cfg, sweep=spec.name, seed=seed,
                  resources=spec.resources, flops=flops, est_seconds=est, point=shown)
 
 
-def estimate(cfg: Config, flops_per_s: float) -> tuple[float, float]:
-    """(training FLOPs, estimated seconds). Seconds count training plus the evaluations
-    (forward only, about a third of a training step per token)."""
+def work_flops(cfg: Config) -> tuple[float, float]:
+    """(training FLOPs, training + evaluation FLOPs) of a point: evaluations are forward
+    only (for an EBT about a third of a training step per token)."""
     c = _with_vocab(cfg)
     train_flops = train_flops_per_token(c) * cfg.total_tokens
     n_evals = cfg.total_steps // cfg.train.eval_every + 1
     eval_fwd = (train_flops_per_token(c) / 3) if cfg.is_ebt else tpp_forward_flops_per_token(c)
-    eval_flops = n_evals * cfg.train.eval_tokens * eval_fwd
-    rate = flops_per_s * (EBT_EFFICIENCY if cfg.is_ebt else 1.0)
-    return float(train_flops), EST_OVERHEAD_S + (train_flops + eval_flops) / rate
+    return float(train_flops), float(train_flops + n_evals * cfg.train.eval_tokens * eval_fwd)
+
+
+def estimate(cfg: Config, spec: SweepSpec) -> tuple[float, float]:
+    """(training FLOPs, estimated seconds): overhead + work / rate, with the rate and
+    overhead of this family at this scale from rates.json (measured; see there), or
+    the spec's est_flops_per_s when it sets one."""
+    train_flops, work = work_flops(cfg)
+    rate, overhead = rate_for(spec, cfg.family_name)
+    return train_flops, overhead + work / rate
+
+
+def rates() -> dict:
+    """The measured rates the planner's estimates use (ebt_scaling/sweep/rates.json,
+    written by benchmarks/calibrate_rates.py)."""
+    global _RATES
+    if _RATES is None:
+        _RATES = json.loads((Path(__file__).with_name("rates.json")).read_text())
+    return _RATES
+
+
+_RATES: dict | None = None
+
+
+def rate_for(spec: SweepSpec, family: str) -> tuple[float, float]:
+    """(effective training FLOP/s, seconds of overhead per trial) for `family`."""
+    if spec.est_flops_per_s > 0:      # the spec says; EBTs reach a lower share of it
+        return spec.est_flops_per_s * (EBT_EFFICIENCY if family.startswith("ebt") else 1.0), EST_OVERHEAD_S
+    table = rates().get(spec.scale or "cpu") or rates()["cpu"]
+    fams = table["families"]
+    # a family not measured: another EBT's rate for an EBT, else the fallback's
+    kin = [f for f in sorted(fams) if f.startswith("ebt")] if family.startswith("ebt") else []
+    entry = fams.get(family) or (fams[kin[0]] if kin else fams[table["fallback"]])
+    return float(entry["flops_per_s"]), float(entry["overhead_s"])
+
+
+def rates_note(spec: SweepSpec) -> str:
+    """Where the estimate's rates come from, in a few words (plan prints it)."""
+    if spec.est_flops_per_s > 0:
+        return f"the spec's est_flops_per_s={sci(spec.est_flops_per_s)}"
+    table = rates().get(spec.scale or "cpu") or rates()["cpu"]
+    errs = [e["median_rel_error"] for e in table["families"].values() if "median_rel_error" in e]
+    err = f"; median error on those trials {min(errs):.0%}-{max(errs):.0%}" if errs else ""
+    return f"sweep/rates.json {spec.scale or 'cpu'}: {table['note']}{err}"
 
 
 def _with_vocab(cfg: Config) -> Config:
@@ -181,5 +225,27 @@ def _show(v):
     if isinstance(v, AxisSize):
         return v.label
     if isinstance(v, float):
-        return f"{v:.3g}"
+        return sci(v)
     return v
+
+
+def sci(x: float) -> str:
+    """The one number format of plans: 3 significant digits, exponent without '+'
+    (9.98e10, 1e11, 512, 0.003)."""
+    return f"{x:.3g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+
+
+def plan_frame(trials: list[Trial]) -> pd.DataFrame:
+    """One row per trial, the columns `ebt-sweep plan` prints (and `ebt_scaling.plan`
+    returns). `memory_bytes` appears when the planner estimates memory per trial."""
+    rows = []
+    for t in trials:
+        c, m = t.config, t.config.model
+        row = dict(id=t.id, family=t.family, point=t.label, seed=t.seed, n_layers=m.n_layers,
+                   d_model=m.d_model, n_heads=m.n_heads, n_params=non_embedding_params(c),
+                   tokens=c.total_tokens, steps=c.total_steps, lr=c.optim.lr, flops=t.flops,
+                   est_seconds=t.est_seconds, cpus=t.resources.cpus, gpus=t.resources.gpus)
+        if getattr(t, "memory_bytes", None) is not None:
+            row["memory_bytes"] = t.memory_bytes
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -45,8 +45,6 @@ SCALE_KEYS = TOP_KEYS - {"name", "x", "scales"}
 SLURM_KEYS = {"partition": str, "time": (str, int), "mem": str, "account": str, "gpus": int,
               "cpus": int, "qos": str, "array_parallelism": int, "constraint": str}
 RAY_KEYS = {"address": str, "object_store_mb": int}
-# Effective training FLOP/s assumed by time estimates when a spec does not say.
-DEFAULT_FLOPS_PER_S = {"cpu": 2.5e10, "paper": 1.0e14}
 
 
 @dataclass(frozen=True)
@@ -103,7 +101,7 @@ class SweepSpec:
     slurm: SlurmOptions
     ray: RayOptions
     head_dim: int = 0
-    est_flops_per_s: float = 2.5e10
+    est_flops_per_s: float = 0.0       # 0: the measured rates of sweep/rates.json
     description: str = ""
     scales: tuple[str, ...] = field(default=())
 
@@ -189,8 +187,9 @@ def spec_from_dict(data: dict, source: str = "<spec>", scale: str = "cpu") -> Sw
     _type(base, dict, s, "base")
     head_dim = data.get("head_dim", 0)
     _type(head_dim, int, s, "head_dim")
-    est = data.get("est_flops_per_s", DEFAULT_FLOPS_PER_S.get(chosen or "cpu"))
-    if not isinstance(est, (int, float)) or est <= 0:
+    est = data.get("est_flops_per_s", 0.0)    # absent: the planner's measured rates (rates.json)
+    if not isinstance(est, (int, float)) or isinstance(est, bool) or est < 0 or (
+            "est_flops_per_s" in data and est == 0):
         raise ConfigError(f"{s}: est_flops_per_s: expected a positive number (effective FLOP/s), got {est!r}")
     axes = _axes(data.get("axes") or {}, s)
     needed = X_AXES[x]

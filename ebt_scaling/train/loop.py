@@ -22,6 +22,7 @@ from ..data import build_source, inputs_of, val_hash
 from ..flops import mfu, non_embedding_params, peak_flops, total_params, train_flops_per_token
 from ..models.registry import build_model
 from ..results.schema import Row
+from ..results.store import TeeSink
 from . import checkpoint
 from .evaluate import evaluate
 from .optim import build_optimizer, lr_at, set_lr
@@ -90,8 +91,20 @@ def flush_denormals() -> None:
 
 
 def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "") -> Summary:
-    """Train one point, writing rows to `sink` (emit/flush/truncate_after)."""
+    """Train one point, writing rows to `sink` (emit/flush/truncate_after/close; see
+    results/store.py). The trackers `train.track` names see every row too."""
     trial_id = trial_id or cfg.hash()
+    if cfg.train.track:
+        from ..results.trackers import make_trackers
+        sink = TeeSink(sink, *make_trackers(cfg.train.track, cfg.train.track_dir or "runs/tracking",
+                                            project=sweep or cfg.name))
+    summary = _train(cfg, sink, trial_id, sweep)
+    if hasattr(sink, "close"):
+        sink.close(summary.status)
+    return summary
+
+
+def _train(cfg: Config, sink, trial_id: str, sweep: str) -> Summary:
     t0 = time.time()
     state = {"step": 0, "tokens": 0, "flops": 0.0}
     base: dict = {"trial_id": trial_id, "family": cfg.family_name, "sweep": sweep, "seed": cfg.seed}
@@ -144,9 +157,10 @@ def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
         sink.truncate_after(start)       # rows past the checkpoint will be made again
     state.update(step=start, tokens=_tokens_before(start, cfg), flops=_tokens_before(start, cfg) * fpt)
 
-    def row(kind, **kw):
+    def row(kind, **kw):   # rows before the final one say the trial is still running
         return Row(kind=kind, step=state["step"], tokens=state["tokens"], flops=state["flops"],
-                   wall_time=time.time() - t0, time_unix=time.time(), **base, **kw)
+                   wall_time=time.time() - t0, time_unix=time.time(),
+                   status="ok" if kind == "final" else "running", **base, **kw)
 
     def run_eval(kind):
         ev = evaluate(model, source, cfg, device, autocast)

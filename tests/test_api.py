@@ -1,0 +1,106 @@
+"""The Python API returns the CLI's tables; plan's time estimate comes from measured rates."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ebt_scaling
+from ebt_scaling import final_points, fit, load_results, plan
+from ebt_scaling.fit.io import read_results, select_points
+from ebt_scaling.report import run_fit
+from ebt_scaling.sweep import load_spec
+from ebt_scaling.sweep import plan as plan_trials
+from ebt_scaling.sweep.plan import rate_for, rates, work_flops
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+
+
+def test_package_root_exposes_the_api():
+    assert set(ebt_scaling.__all__) >= {"load_results", "final_points", "fit", "plan"}
+    with pytest.raises(AttributeError):
+        ebt_scaling.no_such_thing
+
+
+def test_load_results_and_final_points_are_what_fit_reads():
+    rows = load_results(RESULTS / "depth")
+    table = read_results(RESULTS / "depth")
+    assert len(rows) == len(table.frame) and "_file" not in rows.columns
+    pts = final_points(RESULTS / "depth")
+    sel = select_points(table)
+    assert list(pts["trial_id"]) == list(sel.points["trial_id"])
+    assert (pts["kind"] == "final").all() and pts["trial_id"].is_unique
+    assert list(final_points(rows)["trial_id"]) == list(pts["trial_id"])    # a DataFrame works too
+
+
+def test_fit_table_is_fits_csv(tmp_path):
+    res = fit(RESULTS / "depth", n_boot=50, n_boot_saturating=0)
+    run_fit(RESULTS / "depth", tmp_path, figures=False, n_boot=50, n_boot_saturating=0)
+    cli = pd.read_csv(tmp_path / "fits.csv")
+    pd.testing.assert_frame_equal(res.table.reset_index(drop=True), cli, check_dtype=False, rtol=1e-9)
+    written = fit(RESULTS / "depth", out=tmp_path / "out", figures=False, n_boot=50, n_boot_saturating=0)
+    assert (tmp_path / "out" / "report.md").exists() and len(written.table) == len(cli)
+
+
+def test_plan_frame_is_the_cli_plan():
+    frame = plan(ROOT / "sweeps" / "depth.yaml")
+    trials = plan_trials(load_spec(ROOT / "sweeps" / "depth.yaml", "cpu"))
+    assert list(frame["id"]) == [t.id for t in trials]
+    assert list(frame["seed"]) == [t.seed for t in trials]
+    assert np.allclose(frame["est_seconds"], [t.est_seconds for t in trials])
+    out = subprocess.run([sys.executable, "-m", "ebt_scaling.cli", "plan", "sweeps/depth.yaml", "--scale", "cpu"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120).stdout
+    lines = out.splitlines()
+    assert lines[1].split()[:4] == ["id", "family", "point", "seed"]
+    body = lines[2:-2]
+    assert [line.split()[0] for line in body] == list(frame["id"])
+    assert [int(line.split()[3]) for line in body] == list(frame["seed"])   # two rows per point differ by seed
+    assert "e+" not in out                              # one number format: 1.64e11, never 1.64e+11
+    assert "sweep/rates.json cpu: measured" in lines[-1]
+
+
+def test_estimate_is_overhead_plus_work_over_the_measured_rate():
+    spec = load_spec(ROOT / "sweeps" / "depth.yaml", "cpu")
+    for t in plan_trials(spec)[:4]:
+        rate, overhead = rate_for(spec, t.family)
+        entry = rates()["cpu"]["families"][t.family]
+        assert (rate, overhead) == (entry["flops_per_s"], entry["overhead_s"])
+        assert t.est_seconds == pytest.approx(overhead + work_flops(t.config)[1] / rate)
+
+
+def _calibrator():
+    spec = importlib.util.spec_from_file_location("calibrate_rates", ROOT / "benchmarks" / "calibrate_rates.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_calibration_recovers_a_planted_rate(tmp_path):
+    """Final rows whose wall time is 4 s + work / 2e10 (x log-normal noise of 5%):
+    the calibration gets the rate and overhead back."""
+    rows = load_results(RESULTS / "data")
+    final = rows[rows["kind"] == "final"].drop_duplicates("trial_id").copy()
+    final = final[final["family"] == "transformer_pp"]
+    from ebt_scaling.config import config_from_dict
+    work = np.array([work_flops(config_from_dict(json.loads(c), "t"))[1] for c in final["config_json"]])
+    rng = np.random.default_rng(0)
+    final["wall_time"] = (4.0 + work / 2e10) * np.exp(rng.normal(0, 0.05, len(work)))
+    (tmp_path / "r").mkdir()
+    final.to_parquet(tmp_path / "r" / "rows.parquet")
+    got = _calibrator().calibrate(tmp_path / "r")["transformer_pp"]
+    assert got["flops_per_s"] == pytest.approx(2e10, rel=0.1)
+    assert got["overhead_s"] == pytest.approx(4.0, abs=1.5)
+    assert got["median_rel_error"] < 0.06
+
+
+@pytest.mark.slow
+def test_the_api_example_runs(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "api.py"), str(tmp_path)], capture_output=True,
+                       text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "trials" in r.stdout and (tmp_path / "fits.csv").exists()
