@@ -9,7 +9,8 @@ For each family, a least-squares line through the finished trials'
 config), fitted in relative error so that small and large trials count alike, gives the effective FLOP/s and the per-trial overhead. Trials that ran side by
 side on shared cores measure a shared machine: say so in --note. The file also keeps
 the median relative error of the fitted estimate over the trials it was fitted to, so
-`plan`'s figure comes with how far off it was on the runs behind it. Re-run after a
+`plan`'s figure comes with how far off it was on the runs behind it (per trial, and
+summed over all of them). Re-run after a
 study on a new machine (or with --scale paper after GPU runs) to recalibrate.
 """
 from __future__ import annotations
@@ -37,21 +38,32 @@ def calibrate(source, min_trials: int = 4) -> dict:
     final = rows[(rows["kind"] == "final") & (rows["status"] == "ok")].drop_duplicates("trial_id")
     out = {}
     for family, g in final.groupby("family"):
-        work = np.array([work_flops(config_from_dict(json.loads(c), "rates"))[1] for c in g["config_json"]])
+        cfgs = [config_from_dict(json.loads(c), "rates") for c in g["config_json"]]
+        work = np.array([work_flops(c)[1] for c in cfgs])
+        steps = np.array([c.total_steps for c in cfgs], dtype=float)
         wall = g["wall_time"].to_numpy(float)
         if len(g) < min_trials:
             continue
-        # least squares in relative error: (overhead + work * inv_rate - wall) / wall
-        A = np.stack([1.0 / wall, work / wall], axis=1)
-        (overhead, inv_rate), *_ = np.linalg.lstsq(A, np.ones_like(wall), rcond=None)
-        if overhead < 0:      # no measurable overhead: a rate alone
-            overhead, inv_rate = 0.0, float(np.sum(work / wall) / np.sum((work / wall) ** 2))
-        if inv_rate <= 0:
+        # least squares in relative error, (overhead + steps * step_s + work / rate - wall) / wall,
+        # so that small and large trials count alike; terms that come out negative are dropped
+        terms = {"overhead_s": np.ones_like(wall), "step_s": steps, "inv_rate": work}
+        while True:
+            A = np.stack([v / wall for v in terms.values()], axis=1)
+            coef, *_ = np.linalg.lstsq(A, np.ones_like(wall), rcond=None)
+            bad = [k for k, c in zip(terms, coef) if c < 0 and k != "inv_rate"]
+            if not bad:
+                break
+            del terms[bad[0]]
+        fitted = dict(zip(terms, coef))
+        if fitted["inv_rate"] <= 0:
             continue
-        overhead, rate = float(overhead), 1.0 / float(inv_rate)
-        err = np.abs(overhead + work / rate - wall) / wall
-        out[family] = {"flops_per_s": float(f"{rate:.3g}"), "overhead_s": round(overhead, 1),
+        pred = A @ coef * wall
+        err = np.abs(pred - wall) / wall
+        out[family] = {"flops_per_s": float(f"{1 / fitted['inv_rate']:.3g}"),
+                       "step_s": float(f"{fitted.get('step_s', 0.0):.3g}"),
+                       "overhead_s": round(float(fitted.get("overhead_s", 0.0)), 2),
                        "n_trials": int(len(g)), "median_rel_error": round(float(np.median(err)), 2),
+                       "sum_estimated_over_measured": round(float(pred.sum() / wall.sum()), 2),
                        "devices": sorted(set(g["device"].astype(str)))}
     return out
 

@@ -67,10 +67,11 @@ def test_plan_frame_is_the_cli_plan():
 def test_estimate_is_overhead_plus_work_over_the_measured_rate():
     spec = load_spec(ROOT / "sweeps" / "depth.yaml", "cpu")
     for t in plan_trials(spec)[:4]:
-        rate, overhead = rate_for(spec, t.family)
+        r = rate_for(spec, t.family)
         entry = rates()["cpu"]["families"][t.family]
-        assert (rate, overhead) == (entry["flops_per_s"], entry["overhead_s"])
-        assert t.est_seconds == pytest.approx(overhead + work_flops(t.config)[1] / rate)
+        assert r == {k: entry[k] for k in ("flops_per_s", "step_s", "overhead_s")}
+        assert t.est_seconds == pytest.approx(r["overhead_s"] + t.config.total_steps * r["step_s"]
+                                              + work_flops(t.config)[1] / r["flops_per_s"])
 
 
 def _calibrator():
@@ -81,20 +82,22 @@ def _calibrator():
 
 
 def test_calibration_recovers_a_planted_rate(tmp_path):
-    """Final rows whose wall time is 4 s + work / 2e10 (x log-normal noise of 5%):
-    the calibration gets the rate and overhead back."""
-    rows = load_results(RESULTS / "data")
+    """Final rows whose wall time is 4 s + 0.01 s per step + work / 2e10 (x log-normal
+    noise of 5%): the calibration gets the three figures back."""
+    rows = load_results(RESULTS)         # every sweep: steps and FLOPs vary apart (batch sizes differ)
     final = rows[rows["kind"] == "final"].drop_duplicates("trial_id").copy()
     final = final[final["family"] == "transformer_pp"]
     from ebt_scaling.config import config_from_dict
     work = np.array([work_flops(config_from_dict(json.loads(c), "t"))[1] for c in final["config_json"]])
     rng = np.random.default_rng(0)
-    final["wall_time"] = (4.0 + work / 2e10) * np.exp(rng.normal(0, 0.05, len(work)))
+    steps = final["total_steps"].to_numpy(float)
+    final["wall_time"] = (4.0 + 0.01 * steps + work / 2e10) * np.exp(rng.normal(0, 0.05, len(work)))
     (tmp_path / "r").mkdir()
     final.to_parquet(tmp_path / "r" / "rows.parquet")
     got = _calibrator().calibrate(tmp_path / "r")["transformer_pp"]
     assert got["flops_per_s"] == pytest.approx(2e10, rel=0.1)
     assert got["overhead_s"] == pytest.approx(4.0, abs=1.5)
+    assert got["step_s"] == pytest.approx(0.01, rel=0.3)
     assert got["median_rel_error"] < 0.06
 
 

@@ -163,12 +163,12 @@ def work_flops(cfg: Config) -> tuple[float, float]:
 
 
 def estimate(cfg: Config, spec: SweepSpec) -> tuple[float, float]:
-    """(training FLOPs, estimated seconds): overhead + work / rate, with the rate and
-    overhead of this family at this scale from rates.json (measured; see there), or
-    the spec's est_flops_per_s when it sets one."""
+    """(training FLOPs, estimated seconds): overhead + steps x step cost + work / rate,
+    with this family's measured figures at this scale from rates.json, or the spec's
+    est_flops_per_s when it sets one."""
     train_flops, work = work_flops(cfg)
-    rate, overhead = rate_for(spec, cfg.family_name)
-    return train_flops, overhead + work / rate
+    r = rate_for(spec, cfg.family_name)
+    return train_flops, r["overhead_s"] + cfg.total_steps * r["step_s"] + work / r["flops_per_s"]
 
 
 def rates() -> dict:
@@ -183,16 +183,17 @@ def rates() -> dict:
 _RATES: dict | None = None
 
 
-def rate_for(spec: SweepSpec, family: str) -> tuple[float, float]:
-    """(effective training FLOP/s, seconds of overhead per trial) for `family`."""
+def rate_for(spec: SweepSpec, family: str) -> dict[str, float]:
+    """{"flops_per_s", "step_s", "overhead_s"} for `family` at the spec's scale."""
     if spec.est_flops_per_s > 0:      # the spec says; EBTs reach a lower share of it
-        return spec.est_flops_per_s * (EBT_EFFICIENCY if family.startswith("ebt") else 1.0), EST_OVERHEAD_S
+        rate = spec.est_flops_per_s * (EBT_EFFICIENCY if family.startswith("ebt") else 1.0)
+        return {"flops_per_s": rate, "step_s": 0.0, "overhead_s": EST_OVERHEAD_S}
     table = rates().get(spec.scale or "cpu") or rates()["cpu"]
     fams = table["families"]
-    # a family not measured: another EBT's rate for an EBT, else the fallback's
+    # a family not measured: another EBT's figures for an EBT, else the fallback's
     kin = [f for f in sorted(fams) if f.startswith("ebt")] if family.startswith("ebt") else []
     entry = fams.get(family) or (fams[kin[0]] if kin else fams[table["fallback"]])
-    return float(entry["flops_per_s"]), float(entry["overhead_s"])
+    return {k: float(entry.get(k, 0.0)) for k in ("flops_per_s", "step_s", "overhead_s")}
 
 
 def rates_note(spec: SweepSpec) -> str:
@@ -200,8 +201,13 @@ def rates_note(spec: SweepSpec) -> str:
     if spec.est_flops_per_s > 0:
         return f"the spec's est_flops_per_s={sci(spec.est_flops_per_s)}"
     table = rates().get(spec.scale or "cpu") or rates()["cpu"]
-    errs = [e["median_rel_error"] for e in table["families"].values() if "median_rel_error" in e]
-    err = f"; median error on those trials {min(errs):.0%}-{max(errs):.0%}" if errs else ""
+    fams = [e for e in table["families"].values() if "median_rel_error" in e]
+    err = ""
+    if fams:
+        e = sorted(f["median_rel_error"] for f in fams)
+        r = sorted(f["sum_estimated_over_measured"] for f in fams)
+        err = (f"; on those trials: median error {e[0]:.0%}-{e[-1]:.0%} per trial, "
+               f"totals {r[0]:.2f}-{r[-1]:.2f}x measured")
     return f"sweep/rates.json {spec.scale or 'cpu'}: {table['note']}{err}"
 
 
