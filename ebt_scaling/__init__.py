@@ -10,15 +10,15 @@ parameter and FLOP accounting; data/ the token sources; results/ the row schema.
 
 The Python API (api.py) gives the CLI's tables as DataFrames:
 
-    from ebt_scaling import load_results, final_points, fit, plan
+    from ebt_scaling import load_results, final_points, fit_results, plan
 """
 __version__ = "0.1.0"
 
-__all__ = ["load_results", "final_points", "fit", "plan", "__version__"]
+__all__ = ["load_results", "final_points", "fit_results", "plan", "__version__"]
 
 
 def __getattr__(name):    # imported on first use: `import ebt_scaling` stays light
-    if name in ("load_results", "final_points", "fit", "plan"):
+    if name in ("load_results", "final_points", "fit_results", "plan"):
         from . import api
         return getattr(api, name)
     raise AttributeError(f"module 'ebt_scaling' has no attribute {name!r}")

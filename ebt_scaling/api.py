@@ -1,14 +1,15 @@
 """The Python API: the CLI's tables, as pandas DataFrames.
 
-    from ebt_scaling import load_results, final_points, fit, plan
+    from ebt_scaling import load_results, final_points, fit_results, plan
 
     rows = load_results("results/")             # every row of every trial (the parquet schema)
     pts = final_points(rows)                    # one row per finished trial: what `fit` fits
-    res = fit("results/", out="analysis/")      # res.table is fits.csv; also writes report.md, figures
+    res = fit_results("results/", out="analysis/")      # res.table is fits.csv; also writes report.md, figures
     trials = plan("sweeps/depth.yaml")          # what `ebt-sweep plan` prints, one row per trial
 
 Each returns what the matching command shows or writes; nothing here computes
-anything the commands do not.
+anything the commands do not. (`fit_results`, not `fit`: `ebt_scaling.fit` is the
+fitting sub-package, and importing it would replace a root attribute of that name.)
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["load_results", "final_points", "fit", "plan"]
+__all__ = ["load_results", "final_points", "fit_results", "plan"]
 
 
 def load_results(source="results/") -> pd.DataFrame:
@@ -36,7 +37,7 @@ def final_points(source="results/", metric: str = "val_ppl", select: str = "fina
     return select_points(table, metric=metric, select=select).points.drop(columns=["_file"], errors="ignore")
 
 
-def fit(source="results/", out=None, metric: str = "val_ppl", axes=None, select: str = "final",
+def fit_results(source="results/", out=None, metric: str = "val_ppl", axes=None, select: str = "final",
         extrapolate: dict | None = None, figures: bool = True, **options):
     """Fit the results at `source` as `ebt-sweep fit` does. Returns a FitResult whose
     `.table` is fits.csv; with `out`, also writes fits.csv, report.md and (unless

@@ -124,9 +124,9 @@ def _think(args) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "think.parquet"
     write_rows_atomic(rows, out)
     if tokens is not None:   # CSV: not a row file, so `ebt-sweep fit` never mistakes it for one
-        tokens.to_csv(out.with_name(out.stem + "-tokens.csv"), index=False)
+        tokens.to_csv(out.with_name(f"_{out.stem}-tokens.csv"), index=False)   # "_": not a row file
     # per-sequence losses: the fit's intervals for thinking improvements resample them
-    sequences.to_csv(out.with_name(out.stem + "-sequences.csv"), index=False)
+    sequences.to_csv(out.with_name(f"_{out.stem}-sequences.csv"), index=False)
     print(f"{cfg.family_name}: {len(rows)} think rows -> {out}")
     for r in rows:
         print(f"  {r.eval_set:11s} steps={r.think_steps:2d} N={r.n_candidates:2d} passes={r.forward_passes:3d} "

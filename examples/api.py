@@ -4,7 +4,7 @@
 """
 import sys
 
-from ebt_scaling import final_points, fit, load_results, plan
+from ebt_scaling import final_points, fit_results, load_results, plan
 
 out = sys.argv[1] if len(sys.argv) > 1 else "runs/api"
 
@@ -14,7 +14,7 @@ print(f"{len(rows)} rows of {rows['trial_id'].nunique()} trials")
 pts = final_points("results/depth")                # one row per finished trial, what `fit` fits
 print(pts.groupby(["family", "n_layers"])["val_ppl"].mean().unstack("family").round(2))
 
-res = fit("results/depth", out=out, figures=False, n_boot=200)   # also writes fits.csv, report.md
+res = fit_results("results/depth", out=out, figures=False, n_boot=200)   # also writes fits.csv, report.md
 lines = res.table[(res.table["law"] == "loglog") & (res.table["parameter"] == "slope")]
 print(lines[["family", "estimate", "ci_low", "ci_high"]].to_string(index=False))
 

@@ -9,7 +9,7 @@ EBT=${EBT:-ebt-sweep}
 for spec in depth width data batch params flops thinking; do
   $EBT launch "sweeps/$spec.yaml" --scale cpu --results results
 done
-for ck in results/thinking/ckpt/*/last.pt; do
+for ck in results/thinking/_state/ckpt/*/last.pt; do
   id=$(basename "$(dirname "$ck")")
   out="results/thinking/think/$id.parquet"
   [ -f "$out" ] || $EBT think "$ck" --out "$out" --sweep thinking

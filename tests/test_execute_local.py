@@ -192,6 +192,6 @@ def test_status_cli(tmp_path, capsys):
     assert main(["status", str(tmp_path / "res")]) == 1
     out = capsys.readouterr().out
     assert "1 failed" in out and "reason:" in out and "log:" in out and "nan" in out.lower()
-    plan_json = json.loads((tmp_path / "res" / "depth" / "plan.json").read_text())
+    plan_json = json.loads((tmp_path / "res" / "depth" / "_state" / "plan.json").read_text())
     assert len(plan_json["trials"]) == 1
     assert isinstance(pd.read_parquet(next((tmp_path / "res" / "depth").glob("*.parquet"))), pd.DataFrame)

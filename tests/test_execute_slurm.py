@@ -58,7 +58,7 @@ def test_slurm_sweep_end_to_end(tmp_path, capsys):
     assert_no_duplicates(tmp_path)
     m = read_manifest(Layout(tmp_path, "depth"))
     assert m[bad[0].id]["attempts"] == 2
-    assert any((tmp_path / "depth" / "logs" / "slurm").iterdir())
+    assert any((tmp_path / "depth" / "_state" / "logs" / "slurm").iterdir())
 
 
 @pytest.mark.slurm

@@ -2,14 +2,21 @@
 `run_trial` (the worker side: claim, skip or retry, train, record) and `launch` (the
 launcher side: rounds of "run what is not done" until done or out of retries).
 
-Layout of one sweep under the results root:
+Layout of one sweep under the results root (rows apart, all under _state/, which
+parquet readers skip, so that `pd.read_parquet(root)` reads only rows; see
+results/dataset.py):
 
-    <root>/<sweep>/<trial id>.parquet     rows of one trial (ParquetSink, atomic writes)
-    <root>/<sweep>/logs/<trial id>.log    everything the trial printed, every attempt
-    <root>/<sweep>/ckpt/<trial id>/       last.pt, for resuming (and for `think`)
-    <root>/<sweep>/locks/<trial id>.lock  flock held while the trial trains
-    <root>/<sweep>/manifest.json          attempts, status and reason per trial
-    <root>/<sweep>/plan.json              the planned trials (for `status DIR`)
+    <root>/<sweep>/<trial id>.parquet            rows of one trial (ParquetSink, atomic writes)
+    <root>/<sweep>/_state/logs/<trial id>.log    everything the trial printed, every attempt
+    <root>/<sweep>/_state/ckpt/<trial id>/       last.pt, for resuming (and for `think`)
+    <root>/<sweep>/_state/locks/<trial id>.lock  flock held while the trial trains
+    <root>/<sweep>/_state/tracking/              experiment trackers' files (train.track)
+    <root>/<sweep>/_state/manifest.json          attempts, status and reason per trial
+    <root>/<sweep>/_state/plan.json              the sweep's trials (for `status DIR`, and
+                                                 for fit: which sweeps a trial belongs to)
+
+A trial that another sweep under the same root has finished (same id: same config)
+is not trained again: its rows stay where they are, and this sweep's plan.json lists it.
 
 A trial is complete when its parquet holds a final row with status ok. The lock is an
 fcntl.flock on a per-trial file, taken by the process that trains: two launchers on
@@ -30,6 +37,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..results.dataset import PLAN_FILE, STATE_DIR
 from ..sweep.trial import Trial
 
 DONE, FAILED, RUNNING, PENDING, PARTIAL = "done", "failed", "running", "pending", "partial"
@@ -45,34 +53,47 @@ class Layout:
     def dir(self) -> Path:
         return Path(self.root) / self.sweep
 
+    @property
+    def state(self) -> Path:
+        """Everything but rows: hidden from parquet readers by its leading "_"."""
+        return self.dir / STATE_DIR
+
     def parquet(self, tid: str) -> Path:
-        return self.dir / f"{tid}.parquet"
+        """Where the trial's rows are: here, or in a sibling sweep's folder that holds
+        it finished (a trial two sweeps share is trained and stored once)."""
+        own = self.dir / f"{tid}.parquet"
+        if own.exists():
+            return own
+        for other in sorted(Path(self.root).glob(f"*/{tid}.parquet")):
+            if other.parent.name[:1] not in "_." and parquet_state(other)[0] == DONE:
+                return other
+        return own
 
     def log(self, tid: str) -> Path:
-        return self.dir / "logs" / f"{tid}.log"
+        return self.state / "logs" / f"{tid}.log"
 
     def ckpt(self, tid: str) -> Path:
-        return self.dir / "ckpt" / tid
+        return self.state / "ckpt" / tid
 
     def lock(self, tid: str) -> Path:
-        return self.dir / "locks" / f"{tid}.lock"
+        return self.state / "locks" / f"{tid}.lock"
 
     @property
     def tracking(self) -> Path:
         """Experiment trackers' files (train.track), all trials together."""
-        return self.dir / "tracking"
+        return self.state / "tracking"
 
     @property
     def manifest(self) -> Path:
-        return self.dir / "manifest.json"
+        return self.state / "manifest.json"
 
     @property
     def plan_file(self) -> Path:
-        return self.dir / "plan.json"
+        return self.state / PLAN_FILE
 
     def make(self) -> None:
         for sub in ("logs", "ckpt", "locks"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
+            (self.state / sub).mkdir(parents=True, exist_ok=True)
 
 
 def write_json_atomic(path: Path, data) -> None:
@@ -137,7 +158,7 @@ def is_locked(path: Path) -> bool:
 
 @contextlib.contextmanager
 def _manifest_lock(layout: Layout):
-    path = layout.dir / ".manifest.lock"
+    path = layout.state / ".manifest.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

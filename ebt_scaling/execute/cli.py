@@ -37,7 +37,7 @@ def register(sub) -> None:
     q.add_argument("--account", help="slurm account")
     q.add_argument("--gpus", type=int, help="slurm GPUs per trial")
     q.add_argument("--progress-every", type=float, default=15.0, help="seconds between progress lines")
-    track_args(q, "<results>/<sweep>/tracking")
+    track_args(q, "<results>/<sweep>/_state/tracking")
     q.set_defaults(func=cmd_launch)
 
     s = sub.add_parser("status", help="done / running / failed / pending of a sweep")
@@ -163,6 +163,7 @@ def make_executor(args, spec, trials):
 # --------------------------------------------------------------------------- status
 def cmd_status(args, out=None) -> int:
     out = out or sys.stdout
+    from ..results.dataset import PLAN_FILE, STATE_DIR
     from .base import Layout, read_json, read_manifest, trial_state
     target = Path(args.target)
     if target.is_file():
@@ -170,18 +171,20 @@ def cmd_status(args, out=None) -> int:
         layout = Layout(Path(args.results), spec.name)
         entries = {t.id: {"family": t.family, "point": t.point, "seed": t.seed} for t in trials}
     else:
-        dirs = [target] if (target / "plan.json").exists() else sorted(
-            d for d in target.iterdir() if (d / "plan.json").exists()) if target.is_dir() else []
+        def plan_of(d):
+            return d / STATE_DIR / PLAN_FILE
+        dirs = [target] if plan_of(target).exists() else sorted(
+            d for d in target.iterdir() if plan_of(d).exists()) if target.is_dir() else []
         if not dirs:
-            raise ConfigError(f"{target}: neither a sweep spec nor a results folder with plan.json "
-                              "(written by `ebt-sweep launch`)")
+            raise ConfigError(f"{target}: neither a sweep spec nor a results folder with "
+                              f"{STATE_DIR}/{PLAN_FILE} (written by `ebt-sweep launch`)")
         if len(dirs) > 1:
             rc = 0
             for d in dirs:
                 rc |= cmd_status(argparse.Namespace(target=str(d), scale=args.scale, results=args.results), out)
             return rc
         layout = Layout(dirs[0].parent, dirs[0].name)
-        entries = read_json(dirs[0] / "plan.json", {}).get("trials", {})
+        entries = read_json(plan_of(dirs[0]), {}).get("trials", {})
     manifest = read_manifest(layout)
     counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
     lines = []

@@ -62,7 +62,7 @@ class LocalExecutor(Executor):
     def _spawn(self, t: Trial, root: Path, max_attempts: int) -> subprocess.Popen:
         layout = Layout(root, t.sweep)
         layout.make()
-        spec = layout.dir / "trials" / f"{t.id}.json"
+        spec = layout.state / "trials" / f"{t.id}.json"
         write_json_atomic(spec, t.to_json())
         log = open(layout.log(t.id), "a")
         try:

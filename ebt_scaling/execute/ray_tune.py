@@ -66,7 +66,7 @@ class RayExecutor(Executor):
             tune_config=tune.TuneConfig(reuse_actors=False, trial_dirname_creator=lambda tr: tr.config["trial_id"],
                                         trial_name_creator=lambda tr: tr.config["trial_id"]),
             run_config=tune.RunConfig(name=f"round-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
-                                      storage_path=str(layout.dir / "ray"), verbose=self.verbose,
+                                      storage_path=str(layout.state / "ray"), verbose=self.verbose,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
         grid = tuner.fit()

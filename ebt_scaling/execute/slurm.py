@@ -82,7 +82,7 @@ class SlurmExecutor(Executor):
             groups.setdefault(tuple(sorted(self.parameters(t).items())), []).append(t)
         jobs = []
         for params, group in groups.items():
-            ex = submitit.AutoExecutor(folder=layout.dir / "logs" / "slurm" / "%j", cluster="slurm")
+            ex = submitit.AutoExecutor(folder=layout.state / "logs" / "slurm" / "%j", cluster="slurm")
             ex.update_parameters(**dict(params))
             js = ex.map_array(TrialJob(), [t.to_json() for t in group], [str(root)] * len(group),
                               [max_attempts] * len(group))

@@ -9,12 +9,13 @@ partial fit (a failed trial, a NaN loss) becomes a note for the report.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ebt_scaling.results import dataset
 from ebt_scaling.results.schema import SCHEMA_VERSION, check_columns
 
 #: axis name -> the column holding its x value
@@ -51,6 +52,10 @@ class Table:
     frame: pd.DataFrame
     source: str
     files: tuple[str, ...]
+    # {sweep: trial ids} from the sweeps' _state/plan.json (results/dataset.py): a trial two
+    # sweeps share is stored once and counted in both when points are selected
+    members: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
     def is_chinchilla(self) -> bool:
@@ -64,20 +69,27 @@ def read_results(source) -> Table:
         raise ValueError(f"{path}: no such file or folder; pass a results folder "
                          "(e.g. results/), a .parquet file or a .csv file")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+        files = dataset.row_files(path)
         if not files:
-            csvs = sorted(p for p in path.rglob("*.csv") if p.is_file())
+            csvs = dataset.row_files(path, ".csv")
             if not csvs:
                 raise ValueError(f"{path}: folder holds no *.parquet (or *.csv) result files; "
                                  "run a sweep first (ebt-sweep launch ...) or point at the folder it wrote")
             files = csvs
     else:
         files = [path]
+    # one sweep's folder: its shared trials stored in a sibling folder count here too
+    shared = dataset.borrowed(path) if path.is_dir() else {}
+    sweep_of_folder = next(iter(dataset.members(path)), "") if shared else ""
+    place = {f: f for f in files} | shared
+    files = sorted(place, key=lambda f: str(place[f]))
     frames = []
     for f in files:
         frame = _read_one(f)
         if is_plain(frame):
             frame = from_plain(frame, str(f))
+        if f in shared:
+            frame["sweep"] = sweep_of_folder
         if not all(c in frame.columns for c in CHINCHILLA_COLUMNS):
             check_columns(frame.columns, str(f))
             if "schema_version" in frame.columns and len(frame):
@@ -86,12 +98,19 @@ def read_results(source) -> Table:
                     raise ValueError(
                         f"{f}: rows have schema_version {int(newest)}, newer than this "
                         f"package's {SCHEMA_VERSION}; upgrade ebt-scaling to read them")
-        frame["_file"] = str(f)
+        frame["_file"] = str(place[f])
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if frame.empty:
         raise ValueError(f"{path}: the result files hold no rows; run the sweep (or wait for it) first")
-    return Table(frame=frame, source=str(path), files=tuple(str(f) for f in files))
+    notes = []
+    if "trial_id" in frame.columns and "kind" in frame.columns:
+        frame, dropped = dataset.dedupe(frame)
+        if dropped:
+            notes.append(f"{len(dropped)} file(s) repeat rows of trials stored elsewhere and were "
+                         f"left out: {_some(dropped)}")
+    return Table(frame=frame.reset_index(drop=True), source=str(path), files=tuple(str(f) for f in files),
+                 members=dataset.members(path) if path.is_dir() else {}, notes=tuple(notes))
 
 
 PLAIN_METRICS = ("val_loss", "val_ppl")
@@ -191,7 +210,7 @@ def select_points(table: Table, metric: str = "val_ppl", select: str = "final") 
         numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
         raise ValueError(f"{source}: no column {metric!r} to fit; pass metric= one of "
                          f"{sorted(numeric)[:20]}")
-    notes: list[str] = []
+    notes: list[str] = list(table.notes)
     status = frame["status"].astype(str)
     failed_ids = set(frame.loc[status == "failed", "trial_id"])
     kinds = frame["kind"].astype(str)
@@ -213,6 +232,7 @@ def select_points(table: Table, metric: str = "val_ppl", select: str = "final") 
             "wait for the sweep, re-run failed trials, or pass select='last'")
     if select != "final":
         chosen = _one_per_trial(chosen, metric, select)
+    chosen = _in_every_sweep(chosen, table.members)
     if "eval_set" in chosen.columns:
         sets = text_column(chosen["eval_set"])
         if sets.nunique() > 1:
@@ -259,6 +279,29 @@ def check_val_hash(points: pd.DataFrame) -> None:
                              "trials on the sweep's dataset and tokenizer, or fit them apart")
 
 
+def _in_every_sweep(chosen: pd.DataFrame, members: dict) -> pd.DataFrame:
+    """A trial that several sweeps list is stored once (results/dataset.py): add its row
+    to each other sweep that lists it, as if that sweep's folder held it, so that every
+    sweep's fit sees all its points in path order, and (sweep, trial_id) stays unique."""
+    if not members or "sweep" not in chosen.columns:
+        return chosen
+    sweeps = text_column(chosen["sweep"])
+    extra = []
+    for sweep, ids in members.items():
+        here = set(chosen.loc[sweeps == sweep, "trial_id"])
+        rows = chosen[chosen["trial_id"].isin(ids - here) & (sweeps != sweep)]
+        rows = rows.drop_duplicates("trial_id")
+        if len(rows):
+            rows = rows.assign(sweep=sweep)
+            if "_file" in rows.columns:   # where this sweep would have stored it: keeps path order
+                rows["_file"] = [str(Path(f).parent.parent / sweep / Path(f).name) for f in rows["_file"]]
+            extra.append(rows)
+    if not extra:
+        return chosen
+    out = pd.concat([chosen, *extra], ignore_index=True)
+    return out.sort_values("_file", kind="mergesort") if "_file" in out.columns else out
+
+
 def text_column(series: pd.Series) -> pd.Series:
     """A string column with "" for missing: CSV readers turn empty strings into NaN floats."""
     return series.astype(object).where(series.notna(), "").astype(str)
@@ -286,13 +329,16 @@ SEQUENCES_SUFFIX = "-sequences.csv"
 
 
 def select_sequences(table: Table) -> pd.DataFrame:
-    """Per-sequence thinking losses written beside think rows (`<rows>-sequences.csv`), if any.
+    """Per-sequence thinking losses written beside think rows (`_<rows>-sequences.csv`), if any.
 
     `ebt-sweep think` writes them; older think rows have none, and their
     improvements then carry no interval."""
     frames = []
     for f in table.files:
-        side = Path(f).with_name(Path(f).stem + SEQUENCES_SUFFIX)
+        # "_<rows>-sequences.csv" (kept out of the parquet dataset by its "_"); older name without it
+        stem = Path(f).stem
+        sides = [Path(f).with_name(f"_{stem}{SEQUENCES_SUFFIX}"), Path(f).with_name(stem + SEQUENCES_SUFFIX)]
+        side = next((s for s in sides if s.is_file()), sides[0])
         if side.is_file():
             try:
                 frames.append(pd.read_csv(side))
