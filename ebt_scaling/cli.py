@@ -37,7 +37,8 @@ def _train(args) -> int:
         placed["checkpoint_dir"] = args.checkpoint_dir
     if args.track is not None:
         placed["track"] = args.track
-    placed["track_dir"] = args.track_dir or cfg.train.track_dir or str(Path(args.out) / "tracking")
+    # "_": parquet readers skip it, so that pd.read_parquet(args.out) still reads only rows
+    placed["track_dir"] = args.track_dir or cfg.train.track_dir or str(Path(args.out) / "_tracking")
     cfg = replace(cfg, train=replace(cfg.train, **placed))
     from .execute.cli import check_trackers
     check_trackers(cfg.train.track, "--track" if args.track is not None else f"{args.config}: train.track")
@@ -127,6 +128,16 @@ def _think(args) -> int:
         tokens.to_csv(out.with_name(f"_{out.stem}-tokens.csv"), index=False)   # "_": not a row file
     # per-sequence losses: the fit's intervals for thinking improvements resample them
     sequences.to_csv(out.with_name(f"_{out.stem}-sequences.csv"), index=False)
+    if args.track:
+        from .execute.cli import check_trackers
+        from .results.store import TeeSink, MemorySink
+        from .results.trackers import make_trackers
+        check_trackers(args.track, "--track")
+        sink = TeeSink(MemorySink(), *make_trackers(args.track, args.track_dir or out.parent / "_tracking",
+                                                    project=args.sweep or cfg.name))
+        for r in rows:
+            sink.emit(r)
+        sink.close("ok")
     print(f"{cfg.family_name}: {len(rows)} think rows -> {out}")
     for r in rows:
         print(f"  {r.eval_set:11s} steps={r.think_steps:2d} N={r.n_candidates:2d} passes={r.forward_passes:3d} "
@@ -149,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/points", help="folder for the parquet rows (default: runs/points)")
     t.add_argument("--checkpoint-dir", help="save/resume checkpoints here")
     from .execute.cli import track_args
-    track_args(t, "<out>/tracking")
+    track_args(t, "<out>/_tracking")
     t.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     t.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
                    help="off a terminal: seconds between plain progress lines (default 30)")
@@ -177,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1")
     k.add_argument("--sweep", default="thinking", help="sweep name the rows carry (default: thinking)")
     k.add_argument("--out", help="parquet file for the rows (default: think.parquet beside the checkpoint)")
+    from .execute.cli import track_args
+    track_args(k, "<folder of --out>/_tracking")
     k.set_defaults(func=_think)
 
     f = sub.add_parser("fit", help="fit scaling laws to results and write the report and figures")

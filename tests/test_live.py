@@ -38,12 +38,33 @@ def test_bar_on_a_terminal(tiny_cfg):
     assert "20/20" in text and "val " in text and "tok/s" in text and "step/s" in text
 
 
-def test_rows_say_running_until_the_final_row(tiny_cfg):
-    sink = MemorySink()
+class Snapshots(MemorySink):
+    """Records the rows' statuses at every flush (what a reader of the file sees)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def flush(self):
+        self.seen.append([(r.kind, r.status) for r in self.rows])
+
+
+def test_rows_say_running_until_the_trial_ends(tiny_cfg):
+    sink = Snapshots()
     train(tiny_cfg(), sink)
-    assert {r.status for r in sink.rows if r.kind in ("train", "eval")} == {"running"}
-    assert sink.rows[-1].kind == "final" and sink.rows[-1].status == "ok"
+    mid = sink.seen[0]                                    # the file after the first evaluation
+    assert mid and all(s == "running" for _, s in mid)
+    assert {s for _, s in sink.seen[-1][:-1]} == {"running"} and sink.seen[-1][-1] == ("final", "ok")
+    assert {r.status for r in sink.rows} == {"ok"}        # closed: every row says how it ended
     # a trial still running can be looked at: its last evaluation is selectable
-    frame = rows_to_table(sink.rows[:-1]).to_pandas()
-    sel = select_points(Table(frame, "<mid-run>", ()), select="last")
+    rows = [r for r in sink.rows if r.kind != "final"]
+    for r in rows:
+        r.status = "running"
+    sel = select_points(Table(rows_to_table(rows).to_pandas(), "<mid-run>", ()), select="last")
     assert sel.n_trials == 1 and sel.points.iloc[0]["kind"] == "eval"
+
+
+def test_a_failed_trial_s_rows_say_failed(tiny_cfg):
+    sink = MemorySink()
+    s = train(tiny_cfg(train={"fail_at_step": 7}), sink)
+    assert s.status == "failed" and {r.status for r in sink.rows} == {"failed"}

@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ebt_scaling.results.store import MemorySink
@@ -145,3 +146,21 @@ def test_unknown_tracker_is_a_config_error_before_work(tmp_path):
                        cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "--track" in r.stderr and "tensorbored" in r.stderr
     assert "Traceback" not in r.stderr and not list(tmp_path.rglob("*.parquet"))
+
+
+def test_think_rows_reach_the_tracker(tiny_cfg, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ebt_scaling.cli import main
+    cfg = tiny_cfg("ebt", ebt={"preset": "ebt_s2"})
+    cfg = replace(cfg, train=replace(cfg.train, checkpoint_dir=str(tmp_path / "ck")))
+    s = train(cfg, MemorySink())
+    out = tmp_path / "think" / "rows.parquet"
+    assert main(["think", str(tmp_path / "ck" / "last.pt"), "--sets", "val", "--steps", "1,2",
+                 "--candidates", "1", "--tokens", "256", "--out", str(out), "--track", "tensorboard"]) == 0
+    acc = EventAccumulator(str(tmp_path / "think" / "_tracking" / "tensorboard" / s.trial_id))
+    acc.Reload()
+    assert {"think/val/ppl_steps1_n1", "think/val/ppl_steps2_n1"} <= set(acc.Tags()["scalars"])
+    # the tracker's folder sits beside the rows and is not read as rows
+    assert len(pd.read_parquet(tmp_path / "think")) == len(pd.read_parquet(out)) >= 2

@@ -82,8 +82,9 @@ class Row:
     forward_passes: int = 0          # think_steps * n_candidates
     ood_ratio: float = NaN           # ppl on this set / in-distribution ppl
     # --- outcome and provenance
-    status: str = "ok"               # one of STATUSES: "running" on a trial's train/eval rows,
-                                     # "ok" or "failed" on its final row, "ok" on think rows
+    status: str = "ok"               # one of STATUSES: "running" on train/eval rows while the
+                                     # trial runs; when it ends, every row takes its outcome,
+                                     # "ok" or "failed" (the final row's); "ok" on think rows
     error: str = ""                  # reason when status == "failed"
     device: str = ""
     dtype: str = ""

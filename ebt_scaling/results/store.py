@@ -52,7 +52,10 @@ class MemorySink:
         self.rows = [r for r in self.rows if r.kind == "think" or (r.step <= step and r.kind != "final")]
 
     def close(self, status: str = "ok") -> None:
-        pass
+        """The trial ended: its rows that said "running" now say how it ended."""
+        for r in self.rows:
+            if r.status == "running":
+                r.status = status
 
 
 class ParquetSink(MemorySink):
@@ -67,6 +70,10 @@ class ParquetSink(MemorySink):
 
     def flush(self) -> None:
         write_rows_atomic(self.rows, self.path)
+
+    def close(self, status: str = "ok") -> None:
+        super().close(status)
+        self.flush()
 
 
 class TeeSink:

@@ -19,13 +19,14 @@ What a tracker receives, per row (NaN columns left out):
                 and the EBT's train/ebt_steps, train/ebt_alpha, train/energy_first|last
     eval rows   eval/loss, eval/ppl, and the EBT's eval/energy_first|last
     final row   final/loss, final/ppl, and the trial's status (a tag / summary)
-    think rows  think/<eval set>/ppl_steps<k>_n<N>
+    think rows  think/<eval set>/ppl_steps<k>_n<N> (`ebt-sweep think --track`), at the
+                checkpoint's step
 x is the optimiser step; tokens and FLOPs seen are logged too (progress/tokens,
 progress/flops), so a plot against either is one click away. The resolved config is
 logged once as hyperparameters (flattened, e.g. model.d_model).
 
 Where the files go: `train.track_dir` (the launcher puts it in the sweep's state
-folder, `ebt-sweep train` beside the rows): <track_dir>/tensorboard/<trial id>/,
+folder, `ebt-sweep train` and `think` in _tracking/ beside the rows): <track_dir>/tensorboard/<trial id>/,
 <track_dir>/wandb/ (W&B's own layout; WANDB_MODE=offline to stay offline, then
 `wandb sync`), <track_dir>/mlruns (an MLflow file store, `mlflow ui --backend-store-uri
 <track_dir>/mlruns`; MLflow 3 wants MLFLOW_ALLOW_FILE_STORE=true for it, which is set
@@ -120,7 +121,7 @@ class Tracker:
                 self.started = True
             metrics = metrics_of(row)
             if metrics:
-                self._log(metrics, row.forward_passes if row.kind == "think" else row.step)
+                self._log(metrics, row.step)   # think rows: the checkpoint's step; their keys differ
             if row.kind == "final":
                 self._status(row.status)
         except Exception as e:   # a tracker is a view; the trial goes on without it
