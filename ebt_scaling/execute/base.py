@@ -378,7 +378,7 @@ def launch(trials: list[Trial], executor: Executor, root: str | os.PathLike, max
     layout.make()
     write_plan(layout, trials, spec_path, scale)
     max_attempts = 1 + max(0, max_retries)
-    prog = Progress(layout, trials, executor.parallelism, out)
+    prog = Progress(layout, trials, executor.parallelism, out, max_attempts)
     done0 = sum(parquet_state(layout.parquet(t.id))[0] == DONE for t in trials)
     print(f"sweep {layout.sweep}: {len(trials)} trials, {done0} already done; results in {layout.dir}",
           file=out, flush=True)
@@ -409,12 +409,47 @@ def launch(trials: list[Trial], executor: Executor, root: str | os.PathLike, max
     return counts
 
 
+def read_progress(path: Path) -> dict | None:
+    """A trial's progress from its rows as last flushed (a running trial flushes at each
+    evaluation): {step, total, train_loss, val_loss, wall}; {} without rows, None when
+    the file cannot be read (being replaced)."""
+    if not path.exists():
+        return {}
+    import pyarrow.parquet as pq
+    try:
+        t = pq.read_table(path, columns=["kind", "step", "total_steps", "train_loss", "val_loss",
+                                         "wall_time"]).to_pandas()
+    except Exception:
+        return None
+    if t.empty:
+        return {}
+    last = t.iloc[-1]
+    evals = t[t["kind"].isin(["eval", "final"]) & t["val_loss"].notna()]
+    losses = t["train_loss"].dropna()
+
+    def num(v):
+        return float(v) if v == v else None
+    return {"step": int(last["step"]), "total": int(last["total_steps"]),
+            "train_loss": float(losses.iloc[-1]) if len(losses) else None,
+            "val_loss": float(evals["val_loss"].iloc[-1]) if len(evals) else None,
+            "wall": num(last["wall_time"])}
+
+
 class Progress:
-    def __init__(self, layout: Layout, trials: list[Trial], parallelism: int, out):
+    """The launcher's progress: every `every` seconds a counts line with the sweep's ETA,
+    and a line per running trial (step, latest loss, its own ETA).
+
+    ETA: a running trial's remaining steps at the pace it has kept so far (time since its
+    attempt started over the steps it has flushed); a trial not started yet, or failed
+    with retries left, at its planned estimate scaled by how long finished trials took
+    against theirs; the sum over the backend's parallelism."""
+
+    def __init__(self, layout: Layout, trials: list[Trial], parallelism: int, out, max_attempts: int = 3):
         self.layout, self.trials, self.parallelism, self.out = layout, trials, max(1, parallelism), out
+        self.max_attempts = max_attempts
         self.t0 = time.time()
 
-    def counts(self) -> tuple[dict, list]:
+    def counts(self) -> tuple[dict, list, dict]:
         manifest = read_manifest(self.layout)
         c = {DONE: 0, RUNNING: 0, FAILED: 0, PENDING: 0}
         rows = []
@@ -422,28 +457,55 @@ class Progress:
             state, reason, attempts = trial_state(self.layout, t.id, manifest)
             c[state] += 1
             rows.append((t, state, reason, attempts))
-        return c, rows
+        return c, rows, manifest
 
-    def eta(self, rows) -> float:
-        done = [(t, self._wall(t)) for t, s, _, _ in rows if s == DONE]
-        ratio = 1.0
-        measured = [(t.est_seconds, w) for t, w in done if w]
-        if measured:
-            ratio = sum(w for _, w in measured) / max(1e-9, sum(e for e, _ in measured))
-        left = sum(t.est_seconds for t, s, _, _ in rows if s in (PENDING, RUNNING))
-        return left * ratio / self.parallelism
+    def _ratio(self, rows, manifest) -> float:
+        measured = [(t.est_seconds, float(manifest.get(t.id, {}).get("wall_time", 0.0) or 0.0))
+                    for t, s, _, _ in rows if s == DONE]
+        measured = [(e, w) for e, w in measured if w > 0]
+        return sum(w for _, w in measured) / max(1e-9, sum(e for e, _ in measured)) if measured else 1.0
 
-    def _wall(self, t: Trial) -> float:
-        return float(read_manifest(self.layout).get(t.id, {}).get("wall_time", 0.0) or 0.0)
+    def trial_eta(self, t: Trial, state: str, attempts: int, manifest: dict, ratio: float,
+                  progress: dict | None) -> float:
+        """Seconds this trial still needs (0 when it needs none)."""
+        if state == DONE or (state == FAILED and attempts >= self.max_attempts):
+            return 0.0
+        if state == RUNNING and progress and progress.get("step"):
+            started = float(manifest.get(t.id, {}).get("started", 0.0) or 0.0)
+            done_steps, total = progress["step"], max(1, progress["total"])
+            if started and done_steps < total:
+                pace = (time.time() - started) / done_steps
+                return pace * (total - done_steps)
+        return t.est_seconds * ratio
+
+    def eta(self, rows, manifest, progress: dict | None = None) -> float:
+        progress = progress or {}
+        ratio = self._ratio(rows, manifest)
+        left = sum(self.trial_eta(t, s, a, manifest, ratio, progress.get(t.id)) for t, s, _, a in rows)
+        return left / self.parallelism
 
     def report(self, final: bool = False) -> dict:
-        c, rows = self.counts()
+        c, rows, manifest = self.counts()
         el = time.time() - self.t0
         line = (f"[{_hms(el)}] {self.layout.sweep}: {c[DONE]}/{len(self.trials)} done, {c[RUNNING]} running, "
                 f"{c[FAILED]} failed, {c[PENDING]} pending")
+        running = []
         if not final:
-            line += f"; about {_hms(self.eta(rows))} left"
-        print(line, file=self.out, flush=True)
+            progress = {t.id: read_progress(self.layout.parquet(t.id)) for t, s, _, _ in rows if s == RUNNING}
+            retries = sum(s == FAILED and a < self.max_attempts for _, s, _, a in rows)
+            line += (f" ({retries} to retry)" if retries else "") + \
+                f"; about {_hms(self.eta(rows, manifest, progress))} left"
+            ratio = self._ratio(rows, manifest)
+            for t, s, _, a in rows:
+                if s != RUNNING:
+                    continue
+                p = progress.get(t.id) or {}
+                loss = p.get("val_loss") if p.get("val_loss") is not None else p.get("train_loss")
+                step = f"step {p['step']}/{p['total']}" if p else "starting"
+                running.append(f"  running {t.id} {t.family:14} {t.label[:28]:28} {step:>15}"
+                               + (f"  loss {loss:.3f}" if loss is not None else "")
+                               + f"  eta {_hms(self.trial_eta(t, s, a, manifest, ratio, p))}")
+        print("\n".join([line, *running]), file=self.out, flush=True)
         if final:
             for t, s, reason, attempts in rows:
                 if s == FAILED:

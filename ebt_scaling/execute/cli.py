@@ -221,32 +221,19 @@ def _axis_order(info: dict):
 
 
 def trial_progress(path: Path, rec: dict, state: str) -> tuple[str, str, str]:
-    """(step/total, the latest metric, wall time) from a trial's rows as last flushed
-    (a running trial flushes at each evaluation); wall time of a running trial is since
-    its attempt started."""
+    """(step/total, the latest metric, wall time) as status shows them."""
+    from .base import read_progress
+    p = read_progress(path)
     wall = ""
     if state == "running" and rec.get("started"):
         wall = _dur(time.time() - float(rec["started"]))
-    if not path.exists():
-        return "", "", wall
-    import pyarrow.parquet as pq
-    try:
-        t = pq.read_table(path, columns=["kind", "step", "total_steps", "train_loss", "val_loss",
-                                         "wall_time"]).to_pandas()
-    except Exception:   # unreadable (being replaced): status must not fail on it
-        return "?", "", wall
-    if t.empty:
-        return "", "", wall
-    last = t.iloc[-1]
-    evals = t[t["kind"].isin(["eval", "final"]) & t["val_loss"].notna()]
-    if len(evals):
-        metric = f"val {evals['val_loss'].iloc[-1]:.3f}"
-    elif t["train_loss"].notna().any():
-        metric = f"train {t['train_loss'].dropna().iloc[-1]:.3f}"
-    else:
-        metric = ""
-    return (f"{int(last['step'])}/{int(last['total_steps'])}", metric,
-            wall or (_dur(float(last["wall_time"])) if last["wall_time"] == last["wall_time"] else ""))
+    elif p.get("wall") is not None:
+        wall = _dur(p["wall"])
+    if not p:
+        return ("?" if p is None else ""), "", wall
+    metric = (f"val {p['val_loss']:.3f}" if p.get("val_loss") is not None
+              else f"train {p['train_loss']:.3f}" if p.get("train_loss") is not None else "")
+    return f"{p['step']}/{p['total']}", metric, wall
 
 
 def _si(n: float) -> str:
