@@ -193,13 +193,16 @@ def cmd_status(args, out=None) -> int:
         state, reason, attempts = trial_state(layout, tid, manifest)
         counts[state] += 1
         point = " ".join(f"{k}={v}" for k, v in (info.get("point") or {}).items())
-        step, metric, wall = trial_progress(layout.parquet(tid), manifest.get(tid, {}), state)
+        rows_at = layout.parquet(tid)
+        step, metric, wall = trial_progress(rows_at, manifest.get(tid, {}), state)
         line = (f"  {state:8} {tid}  {info.get('family', ''):14} {point[:24]:24} {info.get('seed', ''):>4} "
                 f"{step:>11} {metric:>12} {wall:>8} {attempts:>8}")
         if state == "failed":
             line += f"\n           reason: {(reason or '?').splitlines()[0][:200]}\n           log: {layout.log(tid)}"
         elif state == "running":
             line += f"  (pid {manifest.get(tid, {}).get('pid', '?')} on {manifest.get(tid, {}).get('host', '?')})"
+        if rows_at.parent != layout.dir:    # a trial shared with another sweep, stored there once
+            line += f"  (rows in {rows_at.parent.name}/)"
         lines.append(line)
     print(f"{counts['done']} done, {counts['running']} running, {counts['failed']} failed, "
           f"{counts['pending']} pending (of {len(entries)})", file=out)
