@@ -41,7 +41,7 @@ def test_bad_yaml_names_file_and_key(tmp_path, text, key, hint):
 
 
 def test_bad_override_names_key(tmp_path):
-    with pytest.raises(ConfigError, match="train.stepz: unknown key"):
+    with pytest.raises(ConfigError, match=r"^--set train\.stepz=3: unknown key"):   # the override, not the file
         load_config(write(tmp_path, OK), ["train.stepz=3"])
 
 
