@@ -47,6 +47,11 @@ def test_fit_table_is_fits_csv(tmp_path):
     pd.testing.assert_frame_equal(res.table.reset_index(drop=True), cli, check_dtype=False, rtol=1e-9)
     written = fit_results(RESULTS / "depth", out=tmp_path / "out", figures=False, n_boot=50, n_boot_saturating=0)
     assert (tmp_path / "out" / "report.md").exists() and len(written.table) == len(cli)
+    # the report says what made it
+    generated = next(l for l in (tmp_path / "out" / "report.md").read_text().splitlines()
+                     if l.startswith("- generated: "))
+    assert f"by ebt-scaling {ebt_scaling.__version__} (git " in generated and "command `" in generated
+    assert "CPU threads" in generated
 
 
 def test_plan_frame_is_the_cli_plan():

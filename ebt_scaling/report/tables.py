@@ -133,11 +133,37 @@ def _axis_title(sweep: str, axis: str) -> str:
     return f"{axis} (sweep `{sweep}`)" if sweep and sweep != axis else axis
 
 
+def provenance() -> str:
+    """Which code made the report, how, and where: package version, git commit (with
+    "+changes" when the checkout has uncommitted edits), command, Python, CPU threads."""
+    import os
+    import platform
+    import shlex
+    import subprocess
+    import sys
+
+    from .. import __version__
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = f"git {sha}{'+changes' if dirty else ''}" if sha else "not a git checkout"
+    except (OSError, subprocess.SubprocessError):
+        commit = "not a git checkout"
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    argv = ["ebt-sweep", *sys.argv[1:]] if prog in ("ebt-sweep", "cli.py") else ["python", *sys.argv]
+    return (f"by ebt-scaling {__version__} ({commit}); command `{shlex.join(argv)}`; Python "
+            f"{platform.python_version()} on {platform.system()} {platform.machine()}, "
+            f"{os.cpu_count()} CPU threads")
+
+
 def report_markdown(result) -> str:
     L = []
     L.append("# Scaling-law fits\n")
     L.append(f"- source: `{result.source}`")
-    L.append(f"- generated: {_dt.datetime.now().isoformat(timespec='seconds')}")
+    L.append(f"- generated: {_dt.datetime.now().isoformat(timespec='seconds')} {provenance()}")
     if result.fits or result.isoflop or not result.thinking.empty:
         L.append(f"- metric: `{result.metric}`; rows: `{result.select}` evaluation of each trial "
                  f"(kind=='final', status=='ok' unless select says otherwise)")
