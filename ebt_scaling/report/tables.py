@@ -135,7 +135,7 @@ def _axis_title(sweep: str, axis: str) -> str:
 
 def provenance() -> str:
     """Which code made the report, how, and where: package version, git commit (with
-    "+changes" when the checkout has uncommitted edits), command, Python, CPU threads."""
+    "+changes" when the package's code has uncommitted edits), command, Python, CPU threads."""
     import os
     import platform
     import shlex
@@ -147,8 +147,9 @@ def provenance() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        # edits to the package's own code (not to outputs such as analysis/ being written)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", str(here.parent)],
+                               cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
         commit = f"git {sha}{'+changes' if dirty else ''}" if sha else "not a git checkout"
     except (OSError, subprocess.SubprocessError):
         commit = "not a git checkout"
