@@ -100,7 +100,7 @@ def _fit(args) -> int:
               "paper's (use --metric val_ppl to compare with it)", file=sys.stderr)
     try:
         result = run_fit(args.source, Path(args.out), metric=args.metric, axes=args.axis or None,
-                         select=args.select, extrapolate=extrapolate or None)
+                         select=args.select, extrapolate=extrapolate or None, latex=args.latex)
     except ValueError as err:      # the fitter's expected errors name the file, the column and the fix
         raise ConfigError(str(err)) from err
     print(summary(result))
@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--extrapolate", action="append", metavar="AXIS=VALUE",
                    help="report the loss each family's law predicts at this scale, e.g. params=1e9, and "
                         "draw the figures out to it (by default they span the measured range only)")
+    f.add_argument("--latex", action="store_true", help="also write fits.tex: the fitted parameters and "
+                   "their 95%% intervals as a LaTeX longtable (booktabs)")
     f.set_defaults(func=_fit)
 
     from .execute.cli import register as _register_sweep; _register_sweep(sub)

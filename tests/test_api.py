@@ -114,3 +114,15 @@ def test_the_api_example_runs(tmp_path):
                        text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr
     assert "trials" in r.stdout and (tmp_path / "fits.csv").exists()
+
+
+def test_latex_table_has_every_fitted_parameter(tmp_path):
+    import re
+    res = run_fit(RESULTS / "depth", tmp_path, figures=False, latex=True, n_boot=50, n_boot_saturating=0)
+    tex = (tmp_path / "fits.tex").read_text()
+    assert tex.startswith("\\begin{longtable}") and tex.rstrip().endswith("\\end{longtable}")
+    body = tex.split("\\endlastfoot")[1].split("\\end{longtable}")[0].strip().splitlines()
+    assert len(body) == len(res.table)
+    assert not re.search(r"(?<!\\)[%_]", tex)          # every % and _ escaped for LaTeX
+    slope = res.table[(res.table["law"] == "loglog") & (res.table["parameter"] == "slope")].iloc[0]
+    assert f"& slope & {slope['estimate']:.3g} & [{slope['ci_low']:.3g}, {slope['ci_high']:.3g}]" in tex

@@ -13,14 +13,16 @@ from ..fit.api import FitResult, fit_source
 
 
 def run_fit(source, out, metric: str = "val_ppl", axes=None, select: str = "final",
-            extrapolate: dict | None = None, *, figures: bool = True, **fit_options) -> FitResult:
-    """Fit the results at `source` and write fits.csv, report.md and figures to `out`.
-    `fit_options` go to ebt_scaling.fit.fit_source (baseline, n_boot, n_boot_saturating, seed)."""
+            extrapolate: dict | None = None, *, figures: bool = True, latex: bool = False,
+            **fit_options) -> FitResult:
+    """Fit the results at `source` and write fits.csv, report.md and figures to `out`
+    (and fits.tex with latex=True). `fit_options` go to ebt_scaling.fit.fit_source
+    (baseline, n_boot, n_boot_saturating, seed)."""
     result = fit_source(source, Path(out), metric, axes, select, extrapolate, **fit_options)
-    return write(result, figures)
+    return write(result, figures, latex)
 
 
-def write(result: FitResult, figures: bool = True) -> FitResult:
+def write(result: FitResult, figures: bool = True, latex: bool = False) -> FitResult:
     from . import tables
     out = result.out
     try:
@@ -30,6 +32,9 @@ def write(result: FitResult, figures: bool = True) -> FitResult:
     table = tables.fits_table(result)
     files = [out / "fits.csv"]
     table.to_csv(files[0], index=False)
+    if latex:
+        files.append(out / "fits.tex")
+        files[-1].write_text(tables.fits_latex(table))
     result = replace(result, table=table)
     if figures:
         from . import figures as figs

@@ -124,6 +124,24 @@ def fits_table(result) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
+# ---------------------------------------------------------------- LaTeX
+def fits_latex(table: pd.DataFrame) -> str:
+    """fits.csv as a LaTeX (booktabs) longtable: every parameter with its 95% interval
+    at 3 significant digits, and whether it is identified (`fit --latex` writes it)."""
+    def g(v):
+        return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3g}"
+    t = table.copy()
+    t["95% interval"] = [f"[{g(lo)}, {g(hi)}]" if g(lo) and g(hi) else "" for lo, hi in zip(t["ci_low"], t["ci_high"])]
+    t["estimate"] = [g(v) for v in t["estimate"]]
+    if "identified" in t.columns:
+        t["identified"] = [str(v).split(":")[0] for v in t["identified"]]
+    cols = [c for c in ("sweep", "axis", "family", "law", "parameter", "estimate", "95% interval", "identified",
+                        "n_points") if c in t.columns]
+    return t[cols].to_latex(index=False, escape=True, longtable=True,
+                            caption=r"Fitted parameters with 95\% intervals (ebt-sweep fit; fits.csv)",
+                            label="tab:fits")
+
+
 # ---------------------------------------------------------------- report.md
 def write_report(result, path: Path) -> None:
     Path(path).write_text(report_markdown(result))
