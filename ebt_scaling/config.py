@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -162,10 +163,13 @@ class TrainConfig:
     fail_at_step: int = -1              # testing aid: force a NaN loss at this step
     track: str = ""                     # experiment trackers, comma-separated: tensorboard, wandb, mlflow
     track_dir: str = ""                 # where trackers write; "" -> runs/tracking
+    micro_batch_size: int | str = 0     # rows per forward (gradient accumulation); 0 = whole batch; "auto"
+    compile: bool = False               # torch.compile what can be (train/loop.py compile_model)
 
 
 # train.* keys that say where/how a point runs, not what it is (left out of Config.hash)
-PLACEMENT_KEYS = ("checkpoint_dir", "checkpoint_every", "device", "threads", "track", "track_dir")
+PLACEMENT_KEYS = ("checkpoint_dir", "checkpoint_every", "device", "threads", "track", "track_dir",
+                  "micro_batch_size", "compile")
 # what train.track may name (ebt_scaling/results/trackers.py)
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 
@@ -228,6 +232,14 @@ def _type_name(tp) -> str:
 def _coerce(value, tp, where: str):
     """Check `value` against the annotation `tp`; ints are accepted for floats."""
     origin = typing.get_origin(tp)
+    if origin is types.UnionType:            # e.g. int | str: the first type that fits
+        for a in typing.get_args(tp):
+            try:
+                return _coerce(value, a, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in typing.get_args(tp))}, "
+                          f"got {type(value).__name__} {value!r}")
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
@@ -465,6 +477,8 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
     unknown = [n for n in tracker_names(t.track) if n not in TRACKERS]
     _need(not unknown, f"{s}: train.track", f"unknown tracker(s) {unknown}; choose from "
           f"{', '.join(TRACKERS)} (comma-separated), or leave it empty for none")
+    _need(t.micro_batch_size == "auto" or (isinstance(t.micro_batch_size, int) and t.micro_batch_size >= 0),
+          f"{s}: train.micro_batch_size", "a number of rows >= 1, 0 (the whole batch) or auto")
     if cfg.is_ebt:
         _need(e.steps >= 1, f"{s}: ebt.steps", "must be >= 1")
         _need(e.random_extra_steps >= 0, f"{s}: ebt.random_extra_steps", "must be >= 0")

@@ -35,6 +35,13 @@ def softmax32(x, dim=-1):
     return torch.softmax(x, dim=dim, dtype=torch.promote_types(x.dtype, torch.float32)).to(x.dtype)
 
 
+def _draw(fn, shape, device, rows):
+    """fn(*shape) (torch.randn or torch.rand), or only rows[0] of it when rows=(index, n):
+    the whole batch is drawn from the generator and the part's rows kept."""
+    x = fn(*shape, device=device)
+    return x if rows is None or (len(rows[0]) == shape[0]) else x[rows[0]]
+
+
 class ThinkingDiverged(RuntimeError):
     """NaN or Inf in the thinking gradient."""
 
@@ -58,6 +65,7 @@ class EBT(nn.Module):
         self.alpha_lr_mult = e.alpha_lr_mult or 3.0 * alpha0
         self.head_dim = m.d_model // m.n_heads
         self._replay: dict[str, torch.Tensor] | None = None
+        self._pending: list[tuple] = []       # this step's fresh rows, pushed at after_step
 
     # ------------------------------------------------------------------ streams
     def _rope(self, start: int, length: int, device):
@@ -88,7 +96,9 @@ class EBT(nn.Module):
         """Energies (B, S) of candidate distributions p (B, S, V) given the context."""
         B, S, _ = p.shape
         prefix = kvs[0][0].shape[2] - S                   # 1 with the S1 step token, else 0
-        x = self.prob_embed(p)                            # (B, S, D)
+        # the residual stream stays in p's precision (fp32) under autocast, as the
+        # token embedding keeps it for Transformer++: only the matmuls run in bf16
+        x = self.prob_embed(p).to(p.dtype)                # (B, S, D)
         cos, sin = self._rope(prefix + 1, S, p.device)    # prediction i sits where token i+1 is
         # prediction i may see observed keys 0..i (shifted by the prefix)
         seen = torch.ones(S, S + prefix, dtype=torch.bool, device=p.device).tril(diagonal=prefix)
@@ -105,31 +115,39 @@ class EBT(nn.Module):
             y = a[..., :-1] @ v_obs + a[..., -1:] * v                            # (B, H, S, K)
             x = x + layer.attention.merge(y)
             x = layer.mlp_residual(x)
-        return self.energy_head(self.norm(x)).squeeze(-1)                        # (B, S)
+        h = self.norm(x)
+        with torch.autocast(h.device.type, enabled=False):   # the energy (D MACs/token) in fp32
+            return self.energy_head(h).squeeze(-1)                               # (B, S)
 
     # ------------------------------------------------------------------ thinking
-    def step_size(self, shape, randomize: bool):
+    def step_size(self, shape, randomize: bool, rows=None):
         """alpha clamped at alpha_min; randomised U[alpha/s, alpha*s] per (batch, position)."""
         alpha = self.alpha.clamp(min=self.e.alpha_min)
         s = self.e.alpha_random_scale
         if randomize and s != 1.0:
-            u = torch.rand(shape[0], shape[1], 1, device=alpha.device)
+            u = _draw(torch.rand, (shape[0], shape[1], 1), alpha.device, rows)
             alpha = alpha / s + u * (alpha * s - alpha / s)
         return alpha
 
     def think(self, tokens, steps: int, *, y0=None, learning: bool = False, randomize: bool = True,
-              noise: bool = True, final_energy: bool = False):
+              noise: bool = True, final_energy: bool = False, rows=None):
         """Run `steps` optimisation steps from y0 (random if None).
 
         learning=True builds the graphs the parameter gradient needs: the last step only
         (second_order="truncated") or every step ("full"). Returns (logits after each
         step [K x (B, S, V)], mean energy of each step's input, noise included [K], plus
         the noise-free energy of the final prediction when final_energy=True).
+        rows=(index, n): `tokens` are rows `index` of a batch of n (a micro-batch or a
+        rank's share); the noise is drawn for all n rows and these rows kept, so that
+        any split of a batch thinks exactly as the whole batch does.
+        No gradient reaches y0 or the thinking leaves: dE/dp is taken with
+        torch.autograd.grad, and the trainer's backward names the parameters as its
+        inputs (train.loop.backward), so no (B, S, V) .grad is ever made.
         """
         e = self.e
         B, S = tokens.shape
         y = torch.randn(B, S, self.vocab_size, device=tokens.device) * e.init_std if y0 is None else y0
-        alpha = self.step_size((B, S), randomize)
+        alpha = self.step_size((B, S) if rows is None else (rows[1], S), randomize, rows)
         context = self.context if learning else torch.no_grad()(self.context)
         shared = None if self.step_embeddings is not None else context(tokens)
         logits, energies = [], []
@@ -142,7 +160,8 @@ class EBT(nn.Module):
                 if not y.requires_grad:
                     y = y.requires_grad_()       # y stays the leaf; p below is not (FlopCounterMode)
                 if noise and e.langevin_std > 0:
-                    y = y + torch.randn_like(y) * e.langevin_std
+                    y = y + (torch.randn_like(y) if rows is None else
+                             _draw(torch.randn, (rows[1], S, self.vocab_size), y.device, rows)) * e.langevin_std
                 p = softmax32(y)
                 E = self.energy(kvs, p)                                      # (B, S)
                 (g,) = torch.autograd.grad(E.sum(), p, create_graph=keep)
@@ -164,16 +183,24 @@ class EBT(nn.Module):
         extra = self.e.random_extra_steps
         return self.e.steps + (int(torch.randint(0, extra + 1, (1,))) if extra else 0)
 
-    def loss(self, inputs, targets, **_):
+    def loss(self, inputs, targets, rows=None, **_):
+        """The training loss. rows=(lo, n): `inputs` are fresh rows lo.. of a batch of n
+        (a micro-batch, or a rank's share); every random draw is made for the whole
+        batch and this part's rows kept, and the loss returned is this part's share of
+        the whole batch's mean (the shares sum to it). The fresh rows' final logits join
+        the replay buffer at `after_step`, once every part of the step has run."""
         e = self.e
         steps = self.train_steps()
         fresh = inputs.shape[0]
-        inputs_all, targets_all, y0 = self._with_replay(inputs, targets)
-        logits, energies = self.think(inputs_all, steps, y0=y0, learning=True, randomize=True, noise=True)
+        inputs_all, targets_all, y0, part = self._with_replay(inputs, targets, rows)
+        logits, energies = self.think(inputs_all, steps, y0=y0, learning=True, randomize=True, noise=True,
+                                      rows=part)
         ce = [F.cross_entropy(y.float().flatten(0, 1), targets_all.flatten()) for y in logits]
         loss = ce[-1] if e.loss == "final" else torch.stack(ce).mean()
+        if part is not None:
+            loss = loss * (inputs_all.shape[0] / part[1])
         if e.replay_buffer:
-            self._replay_push(inputs, targets, logits[-1][:fresh].detach())
+            self._pending.append((inputs, targets, logits[-1][:fresh].detach().to(torch.bfloat16)))
         return loss, self._info(steps, energies)
 
     def eval_loss(self, inputs, targets):
@@ -186,27 +213,50 @@ class EBT(nn.Module):
         return {"ebt_steps": float(steps), "ebt_alpha": float(self.alpha.detach().clamp(min=self.e.alpha_min)),
                 "energy_first": float(energies[0]), "energy_last": float(energies[-1])}
 
-    def after_step(self):
+    def after_step(self, gather=None):
+        """After the optimiser step: clamp alpha, and push the step's fresh rows (all
+        parts, in batch order; `gather` concatenates the ranks' rows in rank order)
+        into the replay buffer."""
         with torch.no_grad():
             self.alpha.clamp_(min=self.e.alpha_min)
+        if self._pending:
+            new = [torch.cat(t) for t in zip(*self._pending)]
+            self._pending = []
+            if gather is not None:
+                new = [gather(t) for t in new]
+            self._replay_push(*new)
 
     # ------------------------------------------------------------------ replay buffer
-    def _with_replay(self, inputs, targets):
+    def _with_replay(self, inputs, targets, rows=None):
         """With a replay buffer, int(B * replay_fraction) stored sequences are appended to
         the fresh batch and resume from their stored final logits (as the reference code
         does: the fresh data is kept whole, so a point still trains on exactly its token
-        budget; the replayed rows are extra compute, counted in flops.py)."""
+        budget; the replayed rows are extra compute, counted in flops.py).
+
+        rows=(lo, n): the fresh rows are lo..hi of a batch of n. The whole batch's draws
+        are made (y0 for n rows, the replay pick for int(n * fraction) rows) and this part
+        keeps its fresh rows and replayed rows lo*r//n .. hi*r//n, so the parts of a
+        batch tile it exactly. Returns (inputs, targets, y0, think rows): think rows are
+        (index into the whole batch [fresh n; replayed r], n + r), None without rows."""
         e = self.e
-        B, S = inputs.shape
-        y0 = torch.randn(B, S, self.vocab_size, device=inputs.device) * e.init_std
-        if not e.replay_buffer or self._replay is None:
-            return inputs, targets, y0
-        n_rep = min(int(B * e.replay_fraction), self._replay["inputs"].shape[0])
+        b, S = inputs.shape
+        lo, n = rows if rows is not None else (0, b)
+        hi = lo + b
+        y0 = _draw(torch.randn, (n, S, self.vocab_size), inputs.device, None if rows is None else
+                   (torch.arange(lo, hi, device=inputs.device), n)) * e.init_std
+        n_rep = 0
+        if e.replay_buffer and self._replay is not None:
+            n_rep = min(int(n * e.replay_fraction), self._replay["inputs"].shape[0])
+        part = None if rows is None else (torch.arange(lo, hi, device=inputs.device), n)
         if n_rep == 0:
-            return inputs, targets, y0
+            return inputs, targets, y0, part
         idx = torch.randperm(self._replay["inputs"].shape[0], device=inputs.device)[:n_rep]
+        if rows is not None:
+            r0, r1 = lo * n_rep // n, hi * n_rep // n
+            idx = idx[r0:r1]
+            part = (torch.cat([part[0], n + torch.arange(r0, r1, device=inputs.device)]), n + n_rep)
         return (torch.cat([inputs, self._replay["inputs"][idx]]), torch.cat([targets, self._replay["targets"][idx]]),
-                torch.cat([y0, self._replay["logits"][idx].to(y0.dtype)]))
+                torch.cat([y0, self._replay["logits"][idx].to(y0.dtype)]), part)
 
     def _replay_push(self, inputs, targets, logits):
         # bf16 halves the buffer (192 x S x V: 5 GB instead of 10 at the paper's V and S)

@@ -32,10 +32,14 @@ class TransformerPP(nn.Module):
             x = layer(x, cos, sin)
         return self.output(self.norm(x))                     # (B, S, V)
 
-    def loss(self, inputs, targets, **_):
-        """Mean next-token cross-entropy in nats, and a dict of extra metrics."""
-        logits = self(inputs)
+    def loss(self, inputs, targets, rows=None, **_):
+        """Mean next-token cross-entropy in nats, and a dict of extra metrics.
+        rows=(lo, n): the inputs are part of a batch of n; the loss is their share of
+        the batch's mean (the parts sum to it)."""
+        logits = self(inputs)                                # (B, S, V)
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        if rows is not None:
+            loss = loss * (inputs.shape[0] / rows[1])
         return loss, {}
 
     @torch.no_grad()

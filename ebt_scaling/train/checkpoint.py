@@ -1,6 +1,8 @@
-"""Checkpoints: model, optimiser, step and any model-side state (the EBT replay
-buffer). Written atomically; batches are a pure function of (seed, step), so nothing
-about the data stream needs saving."""
+"""Checkpoints: model, optimiser, step, and any model-side state (the EBT replay
+buffer) in a file of its own beside it (`last.extra-<step>.pt`), so that `think` and anything
+else reading the checkpoint never loads the buffer (4.9 GB at the paper's S2 settings)
+and a finished point keeps none. Written atomically; batches are a pure function of
+(seed, step), so nothing about the data stream needs saving."""
 from __future__ import annotations
 
 import os
@@ -16,10 +18,25 @@ def save(path: Path, model, opt, step: int, extra: dict | None = None, config: d
     """`config` (Config.to_dict()) and `trial_id` let `ebt-sweep think` rebuild the model
     and label its rows; `config_hash` stops a resume into another configuration."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    side = None
+    if extra and any(v is not None for v in extra.values()):
+        side = extra_path(path, step)
+        _save_atomic(extra, side)          # first: last.pt never names a file not yet written
+    _save_atomic({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+                  "extra_file": side.name if side else "", "config": config,
+                  "trial_id": trial_id, "config_hash": config_hash}, path)
+    for old in path.parent.glob(f"{path.stem}.extra-*.pt"):   # only the one last.pt names is kept
+        if side is None or old.name != side.name:
+            old.unlink(missing_ok=True)
+
+
+def extra_path(path: Path, step: int) -> Path:
+    return path.with_name(f"{path.stem}.extra-{step}.pt")
+
+
+def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-                "extra": extra or {}, "config": config,
-                "trial_id": trial_id, "config_hash": config_hash}, tmp)
+    torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
@@ -32,5 +49,12 @@ def load(path: Path, model, opt, device, expect_hash: str | None = None) -> tupl
     model.load_state_dict(state["model"])
     if opt is not None:
         opt.load_state_dict(state["optim"])
-    return state["step"], state["extra"]
+    extra = state.get("extra") or {}          # checkpoints before the side file kept it inside
+    if state.get("extra_file"):
+        side = path.with_name(state["extra_file"])
+        if not side.exists():
+            raise ConfigError(f"{path}: its model-side state {side.name} is missing, so the point cannot "
+                              "resume exactly; delete the checkpoint to restart the point")
+        extra = torch.load(side, map_location=device, weights_only=False)
+    return state["step"], extra
 

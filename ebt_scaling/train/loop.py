@@ -1,7 +1,8 @@
 """`train(config, sink) -> Summary`: one point, start to finish (or resume).
 
-The loop: seeded batches -> model.loss -> backward -> clip -> AdamW with warmup +
-cosine; a "train" row every log_every steps, an "eval" row every eval_every steps, a
+The loop: seeded batches -> model.loss per micro-batch -> backward (gradients
+accumulate; summed over ranks when data-parallel, train/distributed.py) -> clip ->
+AdamW with warmup + cosine; a "train" row every log_every steps, an "eval" row every eval_every steps, a
 "final" row at the end. A NaN/Inf loss, or any exception, ends the point with a
 "failed" row that says why; it never raises to the caller.
 """
@@ -22,8 +23,8 @@ from ..data import build_source, inputs_of, val_hash
 from ..flops import mfu, non_embedding_params, peak_flops, total_params, train_flops_per_token
 from ..models.registry import build_model
 from ..results.schema import Row
-from ..results.store import TeeSink
-from . import checkpoint
+from ..results.store import MemorySink, TeeSink
+from . import checkpoint, distributed
 from .evaluate import evaluate
 from .optim import build_optimizer, lr_at, set_lr
 
@@ -110,6 +111,9 @@ def _train(cfg: Config, sink, trial_id: str, sweep: str) -> Summary:
     base: dict = {"trial_id": trial_id, "family": cfg.family_name, "sweep": sweep, "seed": cfg.seed}
     device = pick_device(cfg.train.device)
     try:
+        dist, device = distributed.from_env(device)
+        if not dist.main:
+            sink = MemorySink()      # rows, checkpoints and logs are written by rank 0 only
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         flush_denormals()
@@ -118,7 +122,7 @@ def _train(cfg: Config, sink, trial_id: str, sweep: str) -> Summary:
         base = base_row(cfg, trial_id, sweep)
         base["val_hash"] = val_hash(source, cfg.data.seq_len, cfg.train.eval_tokens)
         base.update(device=device_label(device), dtype=_dtype_name(cfg, device))
-        return _run(cfg, sink, source, device, base, state, t0)
+        return _run(cfg, sink, source, device, base, state, t0, dist)
     except Exception as e:  # a failed point is data, not a crash of the sweep
         reason = f"{type(e).__name__}: {e}"
         if not isinstance(e, PointFailed):
@@ -136,13 +140,17 @@ def _dtype_name(cfg: Config, device: torch.device) -> str:
     return ("bf16" if device.type == "cuda" else "fp32") if p == "auto" else p
 
 
-def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
+def _run(cfg: Config, sink, source, device, base, state, t0, dist) -> Summary:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
     counted = sum(p.numel() for p in model.parameters())
     if counted != base["n_params_total"]:
         raise AssertionError(f"parameter count {counted} != analytic {base['n_params_total']} (flops.py)")
     opt = build_optimizer(model, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    micro = micro_batch_size(cfg, device, dist.world)
+    if cfg.train.compile:
+        compile_model(model)
     autocast = base["dtype"] == "bf16"
     peak = peak_flops(base["device"], base["dtype"])
     total, S, B = cfg.total_steps, cfg.data.seq_len, cfg.train.batch_size
@@ -178,24 +186,22 @@ def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
     for step in range(start, total):
         tic = time.perf_counter()
         n_seq = min(B, (cfg.total_tokens - state["tokens"]) // S) if cfg.train.tokens else B
-        batch = source.train_batch(step, n_seq, S, cfg.seed).to(device)
-        torch.manual_seed(cfg.seed * 1_000_003 + step)   # EBT noise: a pure function of step
+        batch = source.train_batch(step, n_seq, S, cfg.seed).to(device)     # the global batch
         lr = lr_at(step, total, cfg)
         set_lr(opt, lr)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss, info = model.loss(inputs_of(batch), batch[:, 1:], step=step)
+        opt.zero_grad(set_to_none=True)
+        loss, info = accumulate(model, batch, step, cfg, dist, micro, autocast, params)
         if step == cfg.train.fail_at_step:
             loss = loss * math.nan
-        if cfg.train.nan_check and not torch.isfinite(loss):
+        if cfg.train.nan_check and not math.isfinite(loss):
             state["step"] = step
-            raise PointFailed(f"training loss is {loss.item()} at step {step} (diverged); "
+            raise PointFailed(f"training loss is {loss} at step {step} (diverged); "
                               f"lower optim.lr or raise optim.warmup_frac")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        dist.all_reduce_grads(params)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or float("inf"))
         opt.step()
         if hasattr(model, "after_step"):
-            model.after_step()
+            model.after_step(gather=dist.gather_rows if dist.world > 1 else None)
         if device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - tic
@@ -206,22 +212,80 @@ def _run(cfg: Config, sink, source, device, base, state, t0) -> Summary:
         done = step + 1 == total
         if (step + 1) % cfg.train.log_every == 0 or done:
             tps = window_tokens / window_time
-            last = {"loss": loss.item(), "lr": lr, "tps": tps, "mfu": mfu(fpt * tps, peak)}
+            last = {"loss": loss, "lr": lr, "tps": tps, "mfu": mfu(fpt * tps, peak)}
             sink.emit(row("train", train_loss=last["loss"], lr=lr, grad_norm=float(gnorm),
                           tokens_per_s=tps, mfu=last["mfu"], **info))
             window_tokens, window_time = 0, 0.0
         if (step + 1) % cfg.train.eval_every == 0 and not done:
             run_eval("eval")
             model.train()
-        if ckpt_path and (done or (cfg.train.checkpoint_every and (step + 1) % cfg.train.checkpoint_every == 0)):
+        if ckpt_path and dist.main and (done or (cfg.train.checkpoint_every
+                                                 and (step + 1) % cfg.train.checkpoint_every == 0)):
             sink.flush()   # rows up to the checkpoint must be on disk: a resume keeps them
-            checkpoint.save(ckpt_path, model, opt, step + 1,
-                            model.extra_state() if hasattr(model, "extra_state") else None,
+            # the replay buffer goes beside the checkpoint (last.extra.pt), and not at all
+            # once the point is done: nothing resumes a finished point
+            extra = model.extra_state() if hasattr(model, "extra_state") and not done else None
+            checkpoint.save(ckpt_path, model, opt, step + 1, extra,
                             config=cfg.to_dict(), trial_id=base["trial_id"], config_hash=cfg.hash())
     ev = run_eval("final")
     return Summary(base["trial_id"], "ok", steps=state["step"], tokens=state["tokens"],
                    flops=state["flops"], val_loss=ev["loss"], val_ppl=ppl(ev["loss"]),
                    wall_time=time.time() - t0)
+
+
+def accumulate(model, batch, step: int, cfg: Config, dist, micro: int, autocast: bool, params):
+    """Forward and backward of this rank's share of the global batch, `micro` rows at a
+    time (0: all at once); gradients accumulate in .grad. Each part's loss is its
+    share of the global batch's mean loss, so the parts (and ranks) sum to the whole
+    batch's loss and gradient. Every part re-seeds the generator at the step's seed
+    and the model draws its noise for the whole batch (models/ebt.py), so any split
+    trains as the whole batch does. Returns (global loss, metrics) as floats, summed
+    over ranks."""
+    n = batch.shape[0]
+    lo, hi = dist.share(n)
+    whole = dist.world == 1 and (micro <= 0 or micro >= n)
+    size = (hi - lo) if micro <= 0 else micro
+    total, infos = 0.0, {}
+    for a in range(lo, hi, max(1, size)):
+        b = min(a + size, hi)
+        torch.manual_seed(cfg.seed * 1_000_003 + step)   # EBT noise: a pure function of step
+        with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss, info = model.loss(inputs_of(batch[a:b]), batch[a:b, 1:], step=step, rows=None if whole else (a, n))
+        backward(loss, params)
+        total = total + loss.detach()
+        for k, v in info.items():
+            infos[k] = infos.get(k, 0.0) + float(v) * ((b - a) / n)
+    keys = sorted(infos)
+    summed = dist.sum(torch.tensor([float(total)] + [infos[k] for k in keys], dtype=torch.float64,
+                                   device=batch.device)).tolist()
+    return summed[0], dict(zip(keys, summed[1:]))
+
+
+def backward(loss, params) -> None:
+    """loss.backward() into the parameters only: autograd then never computes (or keeps)
+    a gradient for anything else, such as the EBT's thinking leaves (B, S, V each)."""
+    loss.backward(inputs=params)
+
+
+def micro_batch_size(cfg: Config, device: torch.device, world: int) -> int:
+    """train.micro_batch_size as rows per forward (0: a rank's whole share at once);
+    "auto" asks the memory model for the largest that fits the device's free memory."""
+    mb = cfg.train.micro_batch_size
+    if mb == "auto":
+        from ..memory import auto_micro_batch, free_memory
+        return auto_micro_batch(cfg, free_memory(device), world)
+    return int(mb)
+
+
+def compile_model(model) -> None:
+    """train.compile: torch.compile what can be. Transformer++: the whole forward. EBT:
+    the observed (context) stream only, which the loss differentiates once; the
+    predicted stream is differentiated twice (the thinking gradient is itself
+    differentiated), and aot_autograd does not support double backward."""
+    if model.__class__.__name__ == "EBT":
+        model.context = torch.compile(model.context)
+    else:
+        model.compile()
 
 
 def ppl(loss: float) -> float:

@@ -41,7 +41,8 @@ from .loop import base_row, device_label, flush_denormals, pick_device, ppl
 
 def load_point(checkpoint: str | Path, device: str = "cpu"):
     """(config, model in eval mode, trial id) from a checkpoint written by train()."""
-    state = torch.load(checkpoint, map_location=pick_device(device), weights_only=False)
+    # mmap: tensors are read only when used, so an older checkpoint's replay buffer is never loaded
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
     if not state.get("config"):
         raise ValueError(f"{checkpoint}: this checkpoint carries no config; re-train with a "
                          "checkpoint_dir set (ebt-sweep train --checkpoint-dir DIR)")
