@@ -47,6 +47,10 @@ class ThinkingDiverged(RuntimeError):
 
 
 class EBT(nn.Module):
+    # the replay buffer's logits: bf16 halves it (192 x S x V: 5 GB instead of 10 at the
+    # paper's V and S); note its spacing is 1/16 at |logit| 8-16
+    replay_dtype = torch.bfloat16
+
     def __init__(self, cfg: Config):
         super().__init__()
         m, e = cfg.model, cfg.ebt
@@ -197,11 +201,13 @@ class EBT(nn.Module):
                                       rows=part)
         ce = [F.cross_entropy(y.float().flatten(0, 1), targets_all.flatten()) for y in logits]
         loss = ce[-1] if e.loss == "final" else torch.stack(ce).mean()
+        info = self._info(steps, energies)
         if part is not None:
-            loss = loss * (inputs_all.shape[0] / part[1])
+            info["_share"] = inputs_all.shape[0] / part[1]     # of the rows (fresh + replayed)
+            loss = loss * info["_share"]
         if e.replay_buffer:
-            self._pending.append((inputs, targets, logits[-1][:fresh].detach().to(torch.bfloat16)))
-        return loss, self._info(steps, energies)
+            self._pending.append((inputs, targets, logits[-1][:fresh].detach().to(self.replay_dtype)))
+        return loss, info
 
     def eval_loss(self, inputs, targets):
         steps = self.e.default_eval_steps
@@ -259,8 +265,7 @@ class EBT(nn.Module):
                 torch.cat([y0, self._replay["logits"][idx].to(y0.dtype)]), part)
 
     def _replay_push(self, inputs, targets, logits):
-        # bf16 halves the buffer (192 x S x V: 5 GB instead of 10 at the paper's V and S)
-        new = {"inputs": inputs, "targets": targets, "logits": logits.to(torch.bfloat16)}
+        new = {"inputs": inputs, "targets": targets, "logits": logits.to(self.replay_dtype)}
         if self._replay is None:
             self._replay = new
         else:

@@ -253,8 +253,9 @@ def accumulate(model, batch, step: int, cfg: Config, dist, micro: int, autocast:
             loss, info = model.loss(inputs_of(batch[a:b]), batch[a:b, 1:], step=step, rows=None if whole else (a, n))
         backward(loss, params)
         total = total + loss.detach()
+        share = info.pop("_share", (b - a) / n)     # the part's weight in the batch's means
         for k, v in info.items():
-            infos[k] = infos.get(k, 0.0) + float(v) * ((b - a) / n)
+            infos[k] = infos.get(k, 0.0) + float(v) * share
     keys = sorted(infos)
     summed = dist.sum(torch.tensor([float(total)] + [infos[k] for k in keys], dtype=torch.float64,
                                    device=batch.device)).tolist()
