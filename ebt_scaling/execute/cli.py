@@ -16,6 +16,9 @@ def register(sub) -> None:
     p = sub.add_parser("plan", help="list a sweep's trials and totals; touches nothing")
     p.add_argument("spec", help="sweep spec, e.g. sweeps/depth.yaml")
     _scale_arg(p)
+    p.add_argument("--device-memory", type=float, default=80.0, metavar="GIB",
+                   help="memory of the GPU (or host) each trial's ranks train on, for the micro-batch "
+                        "column (default 80, an H100/A100 80GB)")
     p.set_defaults(func=cmd_plan)
 
     q = sub.add_parser("launch", help="train every trial of a sweep not done yet (resumable)")
@@ -94,20 +97,41 @@ def cmd_plan(args, out=None) -> int:
     print(f"sweep {spec.name} (x: {spec.x}, scale: {spec.scale or '-'}): {len(trials)} trials, "
           f"families {', '.join(spec.families)}, seeds {list(spec.seeds)}", file=out)
     frame = plan_frame(trials)
-    mem = "memory_bytes" in frame.columns
     print(f"{'id':12}  {'family':14} {'point':22} {'seed':>4} {'L':>3} {'d':>5} {'H':>3} {'N':>8} "
-          f"{'tokens':>8} {'steps':>7} {'lr':>8} {'FLOPs':>8} {'est':>9}" + (f" {'memory':>8}" if mem else "")
-          + "  resources", file=out)
+          f"{'tokens':>8} {'steps':>7} {'lr':>8} {'FLOPs':>8} {'est':>9} {'mem/B':>7} {'micro':>5} {'peak':>7}"
+          "  resources", file=out)
     for r, t in zip(frame.itertuples(index=False), trials):
         print(f"{r.id:12}  {r.family:14} {r.point[:22]:22} {r.seed:>4} {r.n_layers:>3} {r.d_model:>5} "
               f"{r.n_heads:>3} {_si(r.n_params):>8} {_si(r.tokens):>8} {r.steps:>7} {sci(r.lr):>8} "
-              f"{sci(r.flops):>8} {_dur(r.est_seconds):>9}"
-              + (f" {_bytes(r.memory_bytes):>8}" if mem else "") + f"  {_res(t.resources)}", file=out)
+              f"{sci(r.flops):>8} {_dur(r.est_seconds):>9} {_memory(t, args.device_memory)}  {_res(t.resources)}",
+              file=out)
     total = float(frame["est_seconds"].sum()) if len(frame) else 0.0
     print(f"total: {len(trials)} trials, {sci(float(frame['flops'].sum()) if len(frame) else 0.0)} training "
           f"FLOPs, estimated {_dur(total)} one at a time", file=out)
     print(f"(estimates from {rates_note(spec)})", file=out)
+    print(f"memory (ebt_scaling/memory.py): mem/B = peak GiB of a step on the whole batch (per rank), "
+          f"micro = rows per forward that train.micro_batch_size gives on {args.device_memory:g} GiB "
+          "(all = the whole batch), peak = GiB at that micro-batch", file=out)
     return 0
+
+
+def _memory(t, device_gib: float) -> str:
+    """Whole-batch peak, the micro-batch train() will use and its peak (memory.py)."""
+    from ..memory import GiB, auto_micro_batch, plan_memory
+    from ..sweep.plan import vocab_size
+    from dataclasses import replace
+    c = t.config
+    c = replace(c, model=replace(c.model, vocab_size=vocab_size(c)))
+    world = max(1, int(t.resources.gpus))
+    autocast = c.train.precision == "bf16" or (c.train.precision == "auto" and t.resources.gpus > 0)
+    whole = plan_memory(c, 0, world, autocast).peak
+    mb = c.train.micro_batch_size
+    try:
+        micro = auto_micro_batch(c, int(device_gib * GiB), world, autocast) if mb == "auto" else int(mb)
+    except MemoryError:
+        return f"{whole / GiB:>7.1f} {'none':>5} {'-':>7}"
+    peak = plan_memory(c, micro, world, autocast).peak
+    return f"{whole / GiB:>7.1f} {micro or 'all':>5} {peak / GiB:>7.1f}"
 
 
 # --------------------------------------------------------------------------- launch
@@ -245,13 +269,6 @@ def _si(n: float) -> str:
         if abs(n) >= div:
             return f"{n / div:.3g}{unit}"
     return str(int(n))
-
-
-def _bytes(n: float) -> str:
-    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= div:
-            return f"{n / div:.3g} {unit}"
-    return f"{int(n)} B"
 
 
 def _dur(s: float) -> str:

@@ -243,7 +243,7 @@ def sci(x: float) -> str:
 
 def plan_frame(trials: list[Trial]) -> pd.DataFrame:
     """One row per trial, the columns `ebt-sweep plan` prints (and `ebt_scaling.plan`
-    returns). `memory_bytes` appears when the planner estimates memory per trial."""
+    returns)."""
     rows = []
     for t in trials:
         c, m = t.config, t.config.model
@@ -251,7 +251,5 @@ def plan_frame(trials: list[Trial]) -> pd.DataFrame:
                    d_model=m.d_model, n_heads=m.n_heads, n_params=non_embedding_params(c),
                    tokens=c.total_tokens, steps=c.total_steps, lr=c.optim.lr, flops=t.flops,
                    est_seconds=t.est_seconds, cpus=t.resources.cpus, gpus=t.resources.gpus)
-        if getattr(t, "memory_bytes", None) is not None:
-            row["memory_bytes"] = t.memory_bytes
         rows.append(row)
     return pd.DataFrame(rows)
