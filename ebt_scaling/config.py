@@ -165,11 +165,12 @@ class TrainConfig:
     track_dir: str = ""                 # where trackers write; "" -> runs/tracking
     micro_batch_size: int | str = 0     # rows per forward (gradient accumulation); 0 = whole batch; "auto"
     compile: bool = False               # torch.compile what can be (train/loop.py compile_model)
+    data_parallel: int = 0              # >1: train on this many local GPUs (ranks); set from resources.gpus
 
 
 # train.* keys that say where/how a point runs, not what it is (left out of Config.hash)
 PLACEMENT_KEYS = ("checkpoint_dir", "checkpoint_every", "device", "threads", "track", "track_dir",
-                  "micro_batch_size", "compile")
+                  "micro_batch_size", "compile", "data_parallel")
 # what train.track may name (ebt_scaling/results/trackers.py)
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 

@@ -67,3 +67,20 @@ def test_two_gloo_ranks_follow_the_one_process_curve_resumed_mid_run(tmp_path, f
     assert loss(rows) == pytest.approx(loss(one.rows), rel=5e-4 if ebt else 2e-5)
     assert rows[-1].val_loss == pytest.approx(one.rows[-1].val_loss, rel=2e-5)
     assert [p.name for p in (tmp_path / "ck").iterdir()] == ["last.pt"]   # done: no replay buffer kept
+
+
+@pytest.mark.slow
+def test_a_point_started_with_data_parallel_2_spawns_its_rank_and_matches_one_process(tmp_path):
+    """train.data_parallel = 2 (what the planner sets for resources.gpus: 2): the one
+    process a launcher started becomes rank 0 and starts rank 1 itself (gloo on CPU)."""
+    from dataclasses import replace
+    cfg = load_config(point(tmp_path, "transformer_pp", None))
+    cfg = replace(cfg, train=replace(cfg.train, checkpoint_dir="", threads=1))
+    one, two = MemorySink(), MemorySink()
+    assert train(cfg, one).status == "ok"
+    assert train(replace(cfg, train=replace(cfg.train, data_parallel=2)), two).status == "ok"
+    assert "WORLD_SIZE" not in os.environ and not torch.distributed.is_initialized()
+    key = lambda rs: [(r.kind, r.step) for r in rs]
+    assert key(two.rows) == key(one.rows)
+    assert [r.train_loss for r in two.rows if r.kind == "train"] == pytest.approx(
+        [r.train_loss for r in one.rows if r.kind == "train"], rel=2e-5)

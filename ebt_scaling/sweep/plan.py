@@ -145,6 +145,9 @@ def make_trial(spec: SweepSpec, point: dict, family: str, seed: int) -> Trial:
     if cfg.train.checkpoint_every == 0:   # a killed or preempted trial loses at most ~10%
         train["checkpoint_every"] = max(1, math.ceil(cfg.total_steps / 10))
         cfg = _resolve(d, where)
+    if spec.resources.gpus > 1 and not cfg.train.data_parallel:   # a trial given k GPUs trains on all k
+        train["data_parallel"] = int(spec.resources.gpus)
+        cfg = _resolve(d, where)
 
     flops, est = estimate(cfg, spec)
     shown = {k: _show(v) for k, v in point.items()}

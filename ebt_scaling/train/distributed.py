@@ -1,8 +1,13 @@
 """Data-parallel training of one point across processes (torch.distributed).
 
-An adapter around the one training loop, not a second loop: `train()` asks `from_env()`
-whether it runs as one of several ranks (torchrun, Ray Train or Slurm tasks set RANK,
-WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) and the loop then
+An adapter around the one training loop, not a second loop. The ranks come either
+from the launcher (torchrun, or anything else that sets RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR/PORT) or from the point itself: with train.data_parallel = k > 1 (the
+planner sets it from a trial's `resources.gpus`), the process that trains the point
+becomes rank 0 and starts ranks 1..k-1 on this machine, one per visible GPU. That
+is how a trial given k GPUs by Ray, Slurm (one task, k GPUs) or the local backend
+trains on all of them, while the launchers' bookkeeping (locks, manifest, rows)
+stays with the one process they started. `setup()` decides; the loop then
 
   * trains on rows share(n) of every global batch of n (rank r: r*n//W .. (r+1)*n//W);
   * sums the ranks' gradients with one all_reduce per step (each rank's loss is
@@ -81,6 +86,65 @@ class Dist:
     def barrier(self) -> None:
         if self.world > 1:
             torch.distributed.barrier()
+
+
+def setup(cfg, device: torch.device, trial_id: str, sweep: str):
+    """(Dist, device, close): this process's rank, its device, and a function to call when
+    training ends (joins the ranks this process started, restores the environment)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    k = cfg.train.data_parallel
+    if world > 1 or k <= 1:
+        dist, device = from_env(device)
+        return dist, device, lambda: None
+    import multiprocessing as mp
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    saved = {key: os.environ.get(key) for key in ENV_KEYS}
+    env = lambda rank: {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(k),
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    ctx = mp.get_context("spawn")
+    helpers = [ctx.Process(target=_helper_rank, args=(cfg, env(r), trial_id, sweep), daemon=True)
+               for r in range(1, k)]
+    for h in helpers:
+        h.start()
+    os.environ.update(env(0))
+    try:
+        dist, device = from_env(device)
+    except Exception:
+        _stop(helpers, saved)
+        raise
+
+    def close():
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        _stop(helpers, saved)
+    return dist, device, close
+
+
+ENV_KEYS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _stop(helpers, saved) -> None:
+    for h in helpers:
+        h.join(timeout=60)
+        if h.is_alive():          # rank 0 failed first: its peers wait on a collective forever
+            h.terminate()
+            h.join(timeout=30)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _helper_rank(cfg, env: dict, trial_id: str, sweep: str) -> None:
+    """Ranks 1..k-1 of a point that started its own ranks: train, write nothing."""
+    os.environ.update(env)
+    from ..results.store import MemorySink
+    from .loop import train
+    train(cfg, MemorySink(), trial_id=trial_id, sweep=sweep)
 
 
 def from_env(device: torch.device) -> tuple[Dist, torch.device]:

@@ -110,8 +110,9 @@ def _train(cfg: Config, sink, trial_id: str, sweep: str) -> Summary:
     state = {"step": 0, "tokens": 0, "flops": 0.0}
     base: dict = {"trial_id": trial_id, "family": cfg.family_name, "sweep": sweep, "seed": cfg.seed}
     device = pick_device(cfg.train.device)
+    close = lambda: None
     try:
-        dist, device = distributed.from_env(device)
+        dist, device, close = distributed.setup(cfg, device, trial_id, sweep)
         if not dist.main:
             sink = MemorySink()      # rows, checkpoints and logs are written by rank 0 only
         if cfg.train.threads:
@@ -133,6 +134,8 @@ def _train(cfg: Config, sink, trial_id: str, sweep: str) -> Summary:
         sink.flush()
         return Summary(trial_id, "failed", reason, state["step"], state["tokens"], state["flops"],
                        wall_time=time.time() - t0)
+    finally:
+        close()
 
 
 def _dtype_name(cfg: Config, device: torch.device) -> str:
