@@ -133,3 +133,27 @@ def test_ebt_predicted_stream_and_energies_stay_fp32_under_bf16_autocast():
     # and the matmuls did run in bf16 (autocast is on, not bypassed)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert model.prob_embed(p).dtype == torch.bfloat16
+
+
+def test_replay_buffer_lives_beside_the_checkpoint_and_not_after_the_end(tmp_path):
+    from ebt_scaling.train.think import load_point
+    ck = tmp_path / "ck"
+    cfg = _cfg("ebt", {"preset": "ebt_s2", "replay_buffer": 12}, steps=4, checkpoint_every=2, log_every=1,
+               checkpoint_dir=str(ck), eval_every=4)
+
+    class Watch(MemorySink):
+        seen: list = []
+
+        def emit(self, row):
+            super().emit(row)
+            if row.kind == "train" and row.step == 3:        # after the checkpoint at step 2
+                Watch.seen = sorted(p.name for p in ck.iterdir())
+                state = torch.load(ck / "last.pt", weights_only=False)
+                Watch.keys = set(state)
+
+    assert train(cfg, Watch()).status == "ok"
+    assert Watch.seen == ["last.extra-2.pt", "last.pt"]
+    assert "extra" not in Watch.keys and "replay" not in str(Watch.keys)
+    assert sorted(p.name for p in ck.iterdir()) == ["last.pt"]         # done: the buffer is gone
+    _, model, _ = load_point(ck / "last.pt")
+    assert model._replay is None
