@@ -157,3 +157,31 @@ def test_replay_buffer_lives_beside_the_checkpoint_and_not_after_the_end(tmp_pat
     assert sorted(p.name for p in ck.iterdir()) == ["last.pt"]         # done: the buffer is gone
     _, model, _ = load_point(ck / "last.pt")
     assert model._replay is None
+
+
+@pytest.mark.parametrize("family,ebt", [FAMILIES[0], FAMILIES[2]])
+def test_micro_batches_weigh_parts_by_their_scored_targets(family, ebt):
+    """data.targets: pad masks targets (PAD < 0): a part's weight is its share of the
+    batch's scored targets, and a part with none adds nothing (no NaN)."""
+    cfg = _cfg(family, ebt)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    batch = torch.randint(0, 32, (8, 17))
+    batch[0, :] = -100                                   # a row with no scored target
+    for r in range(1, 8):
+        batch[r, 17 - 2 * r:] = -100                     # padded ends of different lengths
+    if cfg.ebt.replay_buffer and cfg.is_ebt:
+        torch.manual_seed(1)
+        model.loss(torch.randint(0, 32, (8, 16)), torch.randint(0, 32, (8, 16)))
+        model.after_step()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    replay = dict(model._replay) if getattr(model, "_replay", None) else None
+    whole_loss, _, whole = _step_grads(cfg, model, batch, 0)
+    assert whole_loss == whole_loss            # finite: the empty row is simply unscored
+    model.load_state_dict(state)
+    if replay is not None:
+        model._replay, model._pending = dict(replay), []
+    loss, _, grads = _step_grads(cfg, model, batch, 1)
+    assert loss == pytest.approx(whole_loss, rel=1e-6)
+    for g, w in zip(grads, whole):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5 * float(w.abs().max()))

@@ -28,6 +28,7 @@ from torch import nn
 
 from ..config import Config, resolve_alpha
 from .layers import Block, RMSNorm, init_weights, rope_tables
+from .transformer_pp import part_share
 
 
 def softmax32(x, dim=-1):
@@ -203,8 +204,8 @@ class EBT(nn.Module):
         loss = ce[-1] if e.loss == "final" else torch.stack(ce).mean()
         info = self._info(steps, energies)
         if part is not None:
-            info["_share"] = inputs_all.shape[0] / part[1]     # of the rows (fresh + replayed)
-            loss = loss * info["_share"]
+            info["_share"] = inputs_all.shape[0] / part[1]     # of the rows (fresh + replayed), for the metrics
+            loss = part_share(loss, logits[-1], targets_all, part[2])
         if e.replay_buffer:
             self._pending.append((inputs, targets, logits[-1][:fresh].detach().to(self.replay_dtype)))
         return loss, info
@@ -239,28 +240,30 @@ class EBT(nn.Module):
         does: the fresh data is kept whole, so a point still trains on exactly its token
         budget; the replayed rows are extra compute, counted in flops.py).
 
-        rows=(lo, n): the fresh rows are lo..hi of a batch of n. The whole batch's draws
-        are made (y0 for n rows, the replay pick for int(n * fraction) rows) and this part
-        keeps its fresh rows and replayed rows lo*r//n .. hi*r//n, so the parts of a
-        batch tile it exactly. Returns (inputs, targets, y0, think rows): think rows are
-        (index into the whole batch [fresh n; replayed r], n + r), None without rows."""
+        rows=(lo, n, scored): the fresh rows are lo..hi of a batch of n that scores
+        `scored` targets. The whole batch's draws are made (y0 for n rows, the replay
+        pick for int(n * fraction) rows) and this part keeps its fresh rows and replayed
+        rows lo*r//n .. hi*r//n, so the parts of a batch tile it exactly. Returns (inputs,
+        targets, y0, part): part is (index into the whole batch [fresh n; replayed r],
+        n + r, targets the whole batch scores, replayed ones included), None without rows."""
         e = self.e
         b, S = inputs.shape
-        lo, n = rows if rows is not None else (0, b)
+        lo, n = rows[:2] if rows is not None else (0, b)
         hi = lo + b
         y0 = _draw(torch.randn, (n, S, self.vocab_size), inputs.device, None if rows is None else
                    (torch.arange(lo, hi, device=inputs.device), n)) * e.init_std
         n_rep = 0
         if e.replay_buffer and self._replay is not None:
             n_rep = min(int(n * e.replay_fraction), self._replay["inputs"].shape[0])
-        part = None if rows is None else (torch.arange(lo, hi, device=inputs.device), n)
+        part = None if rows is None else (torch.arange(lo, hi, device=inputs.device), n, rows[2])
         if n_rep == 0:
             return inputs, targets, y0, part
         idx = torch.randperm(self._replay["inputs"].shape[0], device=inputs.device)[:n_rep]
         if rows is not None:
             r0, r1 = lo * n_rep // n, hi * n_rep // n
+            scored = rows[2] + int((self._replay["targets"][idx] >= 0).sum())
             idx = idx[r0:r1]
-            part = (torch.cat([part[0], n + torch.arange(r0, r1, device=inputs.device)]), n + n_rep)
+            part = (torch.cat([part[0], n + torch.arange(r0, r1, device=inputs.device)]), n + n_rep, scored)
         return (torch.cat([inputs, self._replay["inputs"][idx]]), torch.cat([targets, self._replay["targets"][idx]]),
                 torch.cat([y0, self._replay["logits"][idx].to(y0.dtype)]), part)
 

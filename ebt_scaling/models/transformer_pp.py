@@ -9,6 +9,15 @@ from ..config import ModelConfig
 from .layers import Block, RMSNorm, init_weights, rope_tables
 
 
+def part_share(mean_loss, logits, targets, scored: int):
+    """A part's mean loss weighted by its share of the batch's scored targets; a part
+    with none (all masked) contributes zero, not the NaN of an empty mean."""
+    mine = int((targets >= 0).sum())
+    if mine == 0:
+        return logits.sum() * 0.0
+    return mean_loss * (mine / scored)
+
+
 class TransformerPP(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -34,12 +43,13 @@ class TransformerPP(nn.Module):
 
     def loss(self, inputs, targets, rows=None, **_):
         """Mean next-token cross-entropy in nats, and a dict of extra metrics.
-        rows=(lo, n): the inputs are part of a batch of n; the loss is their share of
+        rows=(lo, n, scored): the inputs are part of a batch of n rows that scores
+        `scored` targets (masked ones, < 0, are not); the loss is this part's share of
         the batch's mean (the parts sum to it)."""
         logits = self(inputs)                                # (B, S, V)
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
         if rows is not None:
-            loss = loss * (inputs.shape[0] / rows[1])
+            loss = part_share(loss, logits, targets, rows[2])
         return loss, {}
 
     @torch.no_grad()

@@ -247,13 +247,14 @@ def accumulate(model, batch, step: int, cfg: Config, dist, micro: int, autocast:
     n = batch.shape[0]
     lo, hi = dist.share(n)
     whole = dist.world == 1 and (micro <= 0 or micro >= n)
+    scored = int((batch[:, 1:] >= 0).sum())      # targets the whole batch scores (PAD is masked)
     size = (hi - lo) if micro <= 0 else micro
     total, infos = 0.0, {}
     for a in range(lo, hi, max(1, size)):
         b = min(a + size, hi)
         torch.manual_seed(cfg.seed * 1_000_003 + step)   # EBT noise: a pure function of step
         with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss, info = model.loss(inputs_of(batch[a:b]), batch[a:b, 1:], step=step, rows=None if whole else (a, n))
+            loss, info = model.loss(inputs_of(batch[a:b]), batch[a:b, 1:], step=step, rows=None if whole else (a, n, scored))
         backward(loss, params)
         total = total + loss.detach()
         share = info.pop("_share", (b - a) / n)     # the part's weight in the batch's means
