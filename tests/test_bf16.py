@@ -8,9 +8,10 @@ from conftest import tiny
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family,ebt,tol", [("transformer_pp", {}, 0.02), ("ebt", {"preset": "ebt_s2"}, 0.03)])
+@pytest.mark.parametrize("family,ebt,tol", [("transformer_pp", {}, 0.005), ("ebt", {"preset": "ebt_s2"}, 0.01)])
 def test_bf16_autocast_lands_near_fp32_after_100_steps(family, ebt, tol):
-    """Tolerance on the final validation loss: 2% for T++, 3% for S2 (whose thinking
+    """Tolerance on the final validation loss: 0.5% for T++, 1% for S2 (measured: 0.015%
+    and 0.41%; S2's thinking
     steps move logits by alpha * dE/dp computed through bf16 matmuls)."""
     runs = {}
     for precision in ("fp32", "bf16"):
@@ -23,5 +24,4 @@ def test_bf16_autocast_lands_near_fp32_after_100_steps(family, ebt, tol):
         runs[precision] = sink.rows[-1].val_loss
     start = 3.4657                                   # ln 32: where both start
     assert runs["fp32"] < start - 0.1                # it learned something (S2 at 100 steps: 3.31)
-    print("BF16", family, runs)
     assert runs["bf16"] == pytest.approx(runs["fp32"], rel=tol), runs

@@ -189,10 +189,10 @@ class EBT(nn.Module):
         return self.e.steps + (int(torch.randint(0, extra + 1, (1,))) if extra else 0)
 
     def loss(self, inputs, targets, rows=None, **_):
-        """The training loss. rows=(lo, n): `inputs` are fresh rows lo.. of a batch of n
-        (a micro-batch, or a rank's share); every random draw is made for the whole
-        batch and this part's rows kept, and the loss returned is this part's share of
-        the whole batch's mean (the shares sum to it). The fresh rows' final logits join
+        """The training loss. rows=(lo, n, scored): `inputs` are fresh rows lo.. of a batch
+        of n scoring `scored` targets (a micro-batch, or a rank's share); every random
+        draw is made for the whole batch and this part's rows kept, and the loss returned
+        is this part's share of the whole batch's mean (the shares sum to it). The fresh rows' final logits join
         the replay buffer at `after_step`, once every part of the step has run."""
         e = self.e
         steps = self.train_steps()
