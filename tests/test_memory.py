@@ -71,3 +71,20 @@ def test_auto_micro_batch_is_the_largest_that_fits():
     assert plan_memory(cfg, 0, world=2).rows == 16 + 8
     with pytest.raises(MemoryError, match="one row needs"):
         auto_micro_batch(cfg, 1 << 20)
+
+
+@pytest.mark.parametrize("sweep", ["depth", "width", "data", "batch", "params", "flops", "thinking"])
+def test_plan_gives_every_paper_point_a_micro_batch_that_fits_80_gib(sweep, capsys):
+    import argparse
+    from pathlib import Path
+    from ebt_scaling.execute.cli import cmd_plan
+    spec = Path(__file__).parent.parent / "sweeps" / f"{sweep}.yaml"
+    cmd_plan(argparse.Namespace(spec=str(spec), scale="paper", device_memory=80.0))
+    lines = [l for l in capsys.readouterr().out.splitlines() if "GPU" in l and l[:12].strip().isalnum()]
+    assert lines
+    for line in lines:
+        cols = line.split()
+        i = cols.index("CPU,") - 1                   # ... mem/B micro peak  <cpus> CPU, 1 GPU
+        whole, micro, peak = float(cols[i - 3]), cols[i - 2], float(cols[i - 1])
+        assert peak <= 80 * 0.85 and (micro == "all" or int(micro) >= 1), line
+        assert (micro == "all") == (whole <= 80 * 0.85), line

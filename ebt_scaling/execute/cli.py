@@ -94,6 +94,7 @@ def cmd_plan(args, out=None) -> int:
     out = out or sys.stdout
     from ..sweep.plan import plan_frame, rates_note, sci
     spec, trials = load(args.spec, args.scale, out)
+    device_gib = getattr(args, "device_memory", 80.0)
     print(f"sweep {spec.name} (x: {spec.x}, scale: {spec.scale or '-'}): {len(trials)} trials, "
           f"families {', '.join(spec.families)}, seeds {list(spec.seeds)}", file=out)
     frame = plan_frame(trials)
@@ -103,14 +104,14 @@ def cmd_plan(args, out=None) -> int:
     for r, t in zip(frame.itertuples(index=False), trials):
         print(f"{r.id:12}  {r.family:14} {r.point[:22]:22} {r.seed:>4} {r.n_layers:>3} {r.d_model:>5} "
               f"{r.n_heads:>3} {_si(r.n_params):>8} {_si(r.tokens):>8} {r.steps:>7} {sci(r.lr):>8} "
-              f"{sci(r.flops):>8} {_dur(r.est_seconds):>9} {_memory(t, args.device_memory)}  {_res(t.resources)}",
+              f"{sci(r.flops):>8} {_dur(r.est_seconds):>9} {_memory(t, device_gib)}  {_res(t.resources)}",
               file=out)
     total = float(frame["est_seconds"].sum()) if len(frame) else 0.0
     print(f"total: {len(trials)} trials, {sci(float(frame['flops'].sum()) if len(frame) else 0.0)} training "
           f"FLOPs, estimated {_dur(total)} one at a time", file=out)
     print(f"(estimates from {rates_note(spec)})", file=out)
     print(f"memory (ebt_scaling/memory.py): mem/B = peak GiB of a step on the whole batch (per rank), "
-          f"micro = rows per forward that train.micro_batch_size gives on {args.device_memory:g} GiB "
+          f"micro = rows per forward that train.micro_batch_size gives on {device_gib:g} GiB "
           "(all = the whole batch), peak = GiB at that micro-batch", file=out)
     return 0
 
