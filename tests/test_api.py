@@ -64,11 +64,12 @@ def test_plan_frame_is_the_cli_plan():
                          capture_output=True, text=True, cwd=ROOT, timeout=120).stdout
     lines = out.splitlines()
     assert lines[1].split()[:4] == ["id", "family", "point", "seed"]
-    body = lines[2:-2]
+    end = next(i for i, line in enumerate(lines) if line.startswith("total:"))
+    body = lines[2:end]
     assert [line.split()[0] for line in body] == list(frame["id"])
     assert [int(line.split()[3]) for line in body] == list(frame["seed"])   # two rows per point differ by seed
     assert "e+" not in out                              # one number format: 1.64e11, never 1.64e+11
-    assert "sweep/rates.json cpu: measured" in lines[-1]
+    assert "sweep/rates.json cpu: measured" in lines[end + 1]
 
 
 def test_estimate_is_overhead_plus_work_over_the_measured_rate():
