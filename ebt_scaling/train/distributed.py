@@ -147,6 +147,12 @@ def _helper_rank(cfg, env: dict, trial_id: str, sweep: str) -> None:
     train(cfg, MemorySink(), trial_id=trial_id, sweep=sweep)
 
 
+def writes_rows() -> bool:
+    """Whether this process is the rank that writes rows and checkpoints (rank 0, or the
+    only process). Read from the environment torchrun, Ray, Slurm or setup() gave it."""
+    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
+
+
 def from_env(device: torch.device) -> tuple[Dist, torch.device]:
     """(this process's rank, the device it trains on). One process: (Dist(), device).
     Under torchrun / Ray Train / Slurm tasks (WORLD_SIZE > 1) the process group is set

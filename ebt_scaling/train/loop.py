@@ -95,6 +95,9 @@ def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "") -> Su
     """Train one point, writing rows to `sink` (emit/flush/truncate_after/close; see
     results/store.py). The trackers `train.track` names see every row too."""
     trial_id = trial_id or cfg.hash()
+    if not distributed.writes_rows():
+        sink = MemorySink()      # rows, checkpoints and logs are written by rank 0 only: a rank
+        # that closed the caller's file sink would overwrite rank 0's rows with its empty list
     if cfg.train.track:
         from ..results.trackers import make_trackers
         sink = TeeSink(sink, *make_trackers(cfg.train.track, cfg.train.track_dir or "runs/tracking",
@@ -113,8 +116,6 @@ def _train(cfg: Config, sink, trial_id: str, sweep: str) -> Summary:
     close = lambda: None
     try:
         dist, device, close = distributed.setup(cfg, device, trial_id, sweep)
-        if not dist.main:
-            sink = MemorySink()      # rows, checkpoints and logs are written by rank 0 only
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         flush_denormals()
