@@ -21,16 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def train_bpe(docs, vocab: int, path: Path) -> str:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(docs, trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<|endoftext|>"],
-                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.save(str(path))
-    return str(path)
+from ebt_scaling.data.tokenizers import train_bpe
 
 
 def group(paras, chars: int) -> list[str]:

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ebt_scaling.data.tokenizers import train_bpe
+
 from ebt_scaling.config import ConfigError, DataConfig
 from ebt_scaling.data import store
 from ebt_scaling.data.sources import ArraySource, shakespeare_plays
@@ -25,17 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _docs():
     return [p for _, body in shakespeare_plays() for p in body.split("\n\n") if p.strip()]
-
-
-def _train_bpe(path: Path, vocab: int, docs) -> str:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(docs, trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<|endoftext|>"],
-                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.save(str(path))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +43,8 @@ def corpus(tmp_path_factory):
     with open(js_dir / "train-00000.jsonl", "w") as f:      # another dataset: the plays reversed
         for d in docs[::-1]:
             f.write(json.dumps({"text": d}) + "\n")
-    tok_a = _train_bpe(root / "bpe512.json", 512, docs[:4000])
-    tok_b = _train_bpe(root / "bpe384.json", 384, docs[:4000])
+    tok_a = train_bpe(docs[:4000], 512, root / "bpe512.json")
+    tok_b = train_bpe(docs[:4000], 384, root / "bpe384.json")
     return pq_dir, js_dir, tok_a, tok_b
 
 

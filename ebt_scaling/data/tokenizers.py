@@ -79,3 +79,17 @@ class HFTokenizer:
 
 def build_tokenizer(name: str):
     return ByteTokenizer() if name == "byte" else HFTokenizer(name)
+
+
+def train_bpe(docs, vocab: int, path) -> str:
+    """Train a byte-level BPE tokenizer of `vocab` tokens (EOS `<|endoftext|>`) on `docs`
+    with the `tokenizers` library and save it as tokenizer.json at `path`: a local
+    stand-in for a Hub tokenizer (tests, benchmarks, a second vocabulary)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(docs, trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<|endoftext|>"],
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.save(str(path))
+    return str(path)
