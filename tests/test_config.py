@@ -25,7 +25,7 @@ def test_loads_and_overrides(tmp_path):
     ("train: {steps: 0}\n", "train.tokens", "exactly one"),
     ("train: {steps: 10, tokens: 1280}\n", "train.tokens", "exactly one"),
     ("data: {seq_len: 128}\ntrain: {tokens: 1000}\n", "train.tokens", "multiple of data.seq_len"),
-    ("optim: {lr: -1}\ntrain: {steps: 1}\n", "optim.lr", "> 0"),
+    ("optim: {lr: -1}\ntrain: {steps: 1}\n", "optim.lr", "out of range; use a value >= 0"),
     ("model: {size: huge}\ntrain: {steps: 1}\n", "model.size", "allowed"),
     ("model: {family: ebt}\nebt: {preset: s3}\ntrain: {steps: 1}\n", "ebt.preset", "allowed"),
     ("data: {source: web}\ntrain: {steps: 1}\n", "data.source", "not one of"),
