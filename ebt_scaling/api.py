@@ -55,7 +55,5 @@ def fit_results(source="results/", out=None, metric: str = "val_ppl", axes=None,
 
 def plan(spec, scale: str = "cpu") -> pd.DataFrame:
     """The trials of a sweep spec (a path) as `ebt-sweep plan` lists them, one row each."""
-    from .sweep import load_spec
-    from .sweep import plan as plan_trials
-    from .sweep.plan import plan_frame
-    return plan_frame(plan_trials(load_spec(spec, scale)))
+    from .sweep.plan import load_plan, plan_frame
+    return plan_frame(load_plan(spec, scale)[1])

@@ -80,13 +80,13 @@ def _scale_arg(p) -> None:
 
 def load(spec_path: str, scale: str, out=None):
     out = out or sys.stdout
-    from ..sweep import load_spec, plan, resolve_scale
+    from ..sweep import resolve_scale
+    from ..sweep.plan import load_plan
     if scale == "auto":
         import torch
         scale, why = resolve_scale("auto", torch.cuda.is_available())
         print(f"scale: {scale} ({why}; pass --scale to choose)", file=out)
-    spec = load_spec(spec_path, scale)
-    return spec, plan(spec)
+    return load_plan(spec_path, scale)
 
 
 # --------------------------------------------------------------------------- plan

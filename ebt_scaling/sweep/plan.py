@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import Config, ConfigError, config_from_dict
+from ..config import Config, ConfigError, config_from_dict, from_dict, load_yaml
 from ..flops import non_embedding_params, tpp_forward_flops_per_token, train_flops_per_token
 from .rules import RULES
-from .spec import AXES, AxisSize, SweepSpec
+from .spec import AXES, AxisSize, SweepSpec, spec_from_dict
 from .trial import Trial
 
 # Vocabulary sizes of tokenizers the planner can cost without loading them.
@@ -33,7 +33,20 @@ EST_OVERHEAD_S = 3.0      # per trial: start-up, data loading, first evaluation
 EBT_EFFICIENCY = 0.55     # EBTs reach ~0.55x of T++'s FLOP/s (small matmuls, autograd through thinking)
 
 
+def load_plan(path: str | Path, scale: str) -> tuple[SweepSpec, list[Trial]]:
+    """The spec at `path` with its `scale` preset, and its trials. Every other preset is
+    planned too (and dropped): a point config that only the paper preset makes wrong
+    stops a cpu launch before any work, as it would a paper one."""
+    data = load_yaml(path)
+    spec = spec_from_dict(data, str(path), scale)
+    for other in spec.scales:
+        if other != spec.scale:
+            plan(spec_from_dict(data, str(path), other))
+    return spec, plan(spec)
+
+
 def plan(spec: SweepSpec) -> list[Trial]:
+    from_dict(Config, copy.deepcopy(spec.base), f"{_source(spec)}: base.")   # types and ranges, before any use
     trials: list[Trial] = []
     seen: set[str] = set()
     for point in grid(spec):
@@ -81,8 +94,8 @@ def vocab_size(cfg: Config) -> int:
 
 def make_trial(spec: SweepSpec, point: dict, family: str, seed: int) -> Trial:
     label = " ".join(f"{k}={_show(v)}" for k, v in point.items()) or "base"
-    where = f"{spec.path} [trial {family} {label} seed {seed}] base"
-    d = copy.deepcopy(spec.base)
+    where = f"{_source(spec)} [trial {family} {label} seed {seed}] base"
+    d = {k: v for k, v in copy.deepcopy(spec.base).items() if v is not None}
     d.pop("seed", None)
     d["seed"] = seed
     d["name"] = f"{spec.name}-{family}-{label.replace(' ', '-').replace('=', '')}-s{seed}"
@@ -95,7 +108,7 @@ def make_trial(spec: SweepSpec, point: dict, family: str, seed: int) -> Trial:
         d.setdefault("ebt", {})["preset"] = family
     train = d.setdefault("train", {})
     optim = d.setdefault("optim", {})
-    seq_len = int(d.get("data", {}).get("seq_len", 128))
+    seq_len = from_dict(Config, copy.deepcopy(d), f"{where}: ").data.seq_len
 
     size = point.get("size")
     if isinstance(size, AxisSize):
@@ -126,7 +139,12 @@ def make_trial(spec: SweepSpec, point: dict, family: str, seed: int) -> Trial:
     for kind, (rule, kwargs) in spec.rules.items():
         if rule == "constant":
             continue
-        value = RULES[kind][rule](n, **kwargs)
+        try:
+            value = RULES[kind][rule](n, **kwargs)
+            value = float(value) if kind == "lr" else int(value)
+        except (ValueError, OverflowError, ZeroDivisionError) as err:
+            raise ConfigError(f"{_source(spec)}: rules.{kind}: {rule} gives no usable value at N = {n:,} "
+                              f"({type(err).__name__}: {str(err)[:100]}); change its options") from None
         if kind == "lr":
             optim["lr"] = float(value)
         elif kind == "batch":
@@ -212,6 +230,11 @@ def rates_note(spec: SweepSpec) -> str:
         err = (f"; on those trials: median error {e[0]:.0%}-{e[-1]:.0%} per trial, "
                f"totals {r[0]:.2f}-{r[-1]:.2f}x measured")
     return f"sweep/rates.json {spec.scale or 'cpu'}: {table['note']}{err}"
+
+
+def _source(spec: SweepSpec) -> str:
+    """How messages name the spec: its file and the preset planned."""
+    return f"{spec.path} (preset {spec.scale})" if spec.scale else spec.path
 
 
 def _with_vocab(cfg: Config) -> Config:

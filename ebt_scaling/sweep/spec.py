@@ -19,16 +19,21 @@
       cpu: {base: ..., axes: ..., ...}
       paper: {...}
 
-`load_spec(path, scale)` reads and validates strictly: an unknown key, a wrong type or an
-impossible value raises ConfigError naming the file and the key.
+`load_spec(path, scale)` reads and validates strictly, every preset whichever is picked:
+an unknown key, a wrong type or an impossible value raises ConfigError naming the file
+and the key. Values are checked by config.py's one checker (check_value, from_dict and
+the LIMITS of each dataclass), as point configs are.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from ..config import SIZE_LADDER, ConfigError, deep_merge, load_yaml
+from ..config import (SIZE_LADDER, Config, ConfigError, ModelConfig, Span, TrainConfig, brief, check_value,
+                      deep_merge, from_dict, load_yaml, unknown_key)
 from .rules import RULES
 
 FAMILY_NAMES = ("transformer_pp", "ebt_s1", "ebt_s2")
@@ -42,9 +47,13 @@ X_AXES: dict[str, tuple[str, ...]] = {
 TOP_KEYS = {"name", "description", "x", "families", "seeds", "base", "rules", "axes",
             "resources", "backend", "head_dim", "est_flops_per_s", "scales"}
 SCALE_KEYS = TOP_KEYS - {"name", "x", "scales"}
-SLURM_KEYS = {"partition": str, "time": (str, int), "mem": str, "account": str, "gpus": int,
-              "cpus": int, "qos": str, "array_parallelism": int, "constraint": str}
-RAY_KEYS = {"address": str, "object_store_mb": int}
+BACKEND_KEYS = {"slurm", "ray"}
+# the spans of axis values: those of the config key each axis sets
+AXIS_SPANS = {"depth": ModelConfig.LIMITS["n_layers"], "width": ModelConfig.LIMITS["d_model"],
+              "batch_size": TrainConfig.LIMITS["batch_size"], "tokens": Span(1, TrainConfig.LIMITS["tokens"].hi)}
+FLOP_BUDGET = Span(0, 1e30, lo_open=True)
+RULE_OPTION = Span(0, 1e15, lo_open=True)
+LABEL = r"[\w.+-]{1,40}"       # a size label: it becomes part of trial names and file names
 
 
 @dataclass(frozen=True)
@@ -52,11 +61,14 @@ class Resources:
     cpus: float = 1.0
     gpus: float = 0.0
 
+    LIMITS: ClassVar[dict[str, Span]] = {"cpus": Span(0, 4096, lo_open=True),
+                                         "gpus": Span(0, 1024, note="fractions share a GPU")}
+
 
 @dataclass(frozen=True)
 class SlurmOptions:
     partition: str = ""
-    time: str = "04:00:00"          # HH:MM:SS, or minutes
+    time: str | int = "04:00:00"    # HH:MM:SS, D-HH:MM:SS, or minutes
     mem: str = ""                   # e.g. "16G"; "" = the partition's default
     account: str = ""
     gpus: int = -1                  # GPUs per job; -1 = ceil(resources.gpus)
@@ -64,6 +76,10 @@ class SlurmOptions:
     qos: str = ""
     array_parallelism: int = 64     # array tasks running at once
     constraint: str = ""
+
+    LIMITS: ClassVar[dict[str, Span]] = {
+        "gpus": Span(-1, 64, note="-1 = ceil(resources.gpus)"), "cpus": Span(0, 4096, note="0 = ceil(resources.cpus)"),
+        "array_parallelism": Span(1, 100000)}
 
     @property
     def timeout_min(self) -> int:
@@ -74,6 +90,8 @@ class SlurmOptions:
 class RayOptions:
     address: str = ""               # "" = start an embedded local cluster
     object_store_mb: int = 128
+
+    LIMITS: ClassVar[dict[str, Span]] = {"object_store_mb": Span(80, 2 ** 24, note="Ray needs at least 80 MB")}
 
 
 @dataclass(frozen=True)
@@ -141,31 +159,41 @@ def load_spec(path: str | Path, scale: str = "cpu") -> SweepSpec:
 
 
 def spec_from_dict(data: dict, source: str = "<spec>", scale: str = "cpu") -> SweepSpec:
+    """The spec with its `scale` preset merged in. Every other preset is checked too (a
+    mistake in `paper` stops a cpu run before any work); its messages say which preset."""
     s = source
+    if not isinstance(data, dict):
+        raise ConfigError(f"{s}: the top level must be a mapping (name:, families:, base:, ...)")
     _keys(data, TOP_KEYS, s, "")
     scales = data.get("scales") or {}
     _type(scales, dict, s, "scales")
     _keys(scales, set(SCALES), s, "scales.")
-    chosen = ""
-    if scales:
-        if scale not in scales:
-            raise ConfigError(f"{s}: scales: no {scale!r} preset; this spec has "
-                              f"{', '.join(scales)} (pass --scale {next(iter(scales))})")
+    if scales and scale not in scales:
+        raise ConfigError(f"{s}: scales: no {brief(scale)} preset; this spec has "
+                          f"{', '.join(scales)} (pass --scale {next(iter(scales))})")
+    for other in scales:
+        if other != scale:
+            _one_preset(data, f"{s} (preset {other})", other, s)
+    return _one_preset(data, f"{s} (preset {scale})" if scales else s, scale if scales else "", s)
+
+
+def _one_preset(data: dict, s: str, scale: str, path: str) -> SweepSpec:
+    """The spec of one preset (`scale`, or "" for a spec without presets); `s` prefixes messages."""
+    scales = data.get("scales") or {}
+    if scale:
         block = scales[scale] or {}
         _type(block, dict, s, f"scales.{scale}")
         _keys(block, SCALE_KEYS, s, f"scales.{scale}.")
         data = _merge_scale(data, block)
-        chosen = scale
     for key in ("name", "families", "base"):
         if key not in data:
             raise ConfigError(f"{s}: {key}: missing; every sweep spec needs name, x, families and base")
-    name = data["name"]
-    _type(name, str, s, "name")
-    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
-        raise ConfigError(f"{s}: name: {name!r} must be a plain word (it names the results folder)")
-    x = data.get("x", name if name in X_AXES else "")
+    name = check_value(data["name"], str, f"{s}: name")
+    if not name or len(name) > 100 or any(c in name for c in "/\\ \t\n") or name.startswith("."):
+        raise ConfigError(f"{s}: name: {brief(name)} must be a plain word (it names the results folder)")
+    x = check_value(data.get("x", name if name in X_AXES else ""), str, f"{s}: x")
     if x not in X_AXES:
-        raise ConfigError(f"{s}: x: {x!r} is not one of {', '.join(X_AXES)}; name the axis the "
+        raise ConfigError(f"{s}: x: {brief(x)} is not one of {', '.join(X_AXES)}; name the axis the "
                           "sweep varies (the fitter reads it from the sweep name)")
     families = data["families"]
     if isinstance(families, str):
@@ -173,36 +201,38 @@ def spec_from_dict(data: dict, source: str = "<spec>", scale: str = "cpu") -> Sw
     _type(families, list, s, "families")
     for f in families:
         if f not in FAMILY_NAMES:
-            raise ConfigError(f"{s}: families: {f!r} is not one of {', '.join(FAMILY_NAMES)}")
+            raise ConfigError(f"{s}: families: {brief(f)} is not one of {', '.join(FAMILY_NAMES)}")
     if not families or len(set(families)) != len(families):
         raise ConfigError(f"{s}: families: list each family once, at least one")
     seeds = data.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(v, int) and not isinstance(v, bool) for v in seeds):
-        raise ConfigError(f"{s}: seeds: expected a list of integers, e.g. [0, 1, 2], got {seeds!r}")
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"{s}: seeds: expected a list of integers, e.g. [0, 1, 2], got {brief(seeds)}")
+    seeds = [check_value(v, int, f"{s}: seeds", Config.LIMITS["seed"]) for v in seeds]
     if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{s}: seeds: {seeds} repeats a seed; list each once")
+        raise ConfigError(f"{s}: seeds: {brief(seeds)} repeats a seed; list each once")
     base = data["base"] or {}
     _type(base, dict, s, "base")
-    head_dim = data.get("head_dim", 0)
-    _type(head_dim, int, s, "head_dim")
-    est = data.get("est_flops_per_s", 0.0)    # absent: the planner's measured rates (rates.json)
-    if not isinstance(est, (int, float)) or isinstance(est, bool) or est < 0 or (
-            "est_flops_per_s" in data and est == 0):
-        raise ConfigError(f"{s}: est_flops_per_s: expected a positive number (effective FLOP/s), got {est!r}")
+    head_dim = check_value(data.get("head_dim", 0), int, f"{s}: head_dim", Span(0, 65536, note="0 = unset"))
+    est = data.get("est_flops_per_s")    # absent: the planner's measured rates (rates.json)
+    if est is not None:
+        est = check_value(est, float, f"{s}: est_flops_per_s", Span(0, 1e20, lo_open=True, note="effective FLOP/s"))
+    rules = data.get("rules") or {}
+    _type(rules, dict, s, "rules")
     axes = _axes(data.get("axes") or {}, s)
     needed = X_AXES[x]
-    if needed and not any(a in axes for a in needed) and not (x == "data" and _rule_name(data, "tokens") != "constant"):
+    if needed and not any(a in axes for a in needed) and not (x == "data" and _rule_name(rules, "tokens") != "constant"):
         raise ConfigError(f"{s}: axes: x is {x!r} but none of {', '.join(needed)} is an axis; add one")
-    description = data.get("description", "")
-    _type(description, str, s, "description")
-    return SweepSpec(name=name, x=x, path=s, scale=chosen, families=tuple(families), seeds=tuple(seeds),
-                     base=base, rules=_rules(data.get("rules") or {}, s, axes), axes=axes,
+    description = check_value(data.get("description", ""), str, f"{s}: description")
+    backend = data.get("backend") or {}
+    _type(backend, dict, s, "backend")
+    _keys(backend, BACKEND_KEYS, s, "backend.")
+    return SweepSpec(name=name, x=x, path=path, scale=scale, families=tuple(families), seeds=tuple(seeds),
+                     base=base, rules=_rules(rules, s, axes), axes=axes,
                      resources=_resources(data.get("resources") or {}, s),
-                     slurm=_slurm((data.get("backend") or {}).get("slurm") or {}, s),
-                     ray=_ray((data.get("backend") or {}).get("ray") or {}, s),
-                     head_dim=head_dim, est_flops_per_s=float(est), description=description,
+                     slurm=_slurm(backend.get("slurm") or {}, s), ray=from_dict(RayOptions, backend.get("ray"), f"{s}: backend.ray."),
+                     head_dim=head_dim, est_flops_per_s=est or 0.0, description=description,
                      scales=tuple(scales))
 
 
@@ -219,31 +249,27 @@ def _merge_scale(top: dict, block: dict) -> dict:
 def _keys(d: dict, allowed: set, s: str, prefix: str) -> None:
     for k in d:
         if k not in allowed:
-            raise ConfigError(f"{s}: {prefix}{k}: unknown key; allowed keys are {', '.join(sorted(allowed))}")
+            raise unknown_key(f"{s}: {prefix}", k, allowed)
 
 
 def _type(v, tp, s: str, key: str) -> None:
     if not isinstance(v, tp) or isinstance(v, bool) and tp is not bool:
         want = getattr(tp, "__name__", str(tp))
-        raise ConfigError(f"{s}: {key}: expected {want}, got {type(v).__name__} {v!r}")
+        raise ConfigError(f"{s}: {key}: expected {want}, got {type(v).__name__} {brief(v)}")
 
 
-def _number(v, s: str, key: str, integer: bool = False, positive: bool = True):
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-    if ok and integer and isinstance(v, float):
-        ok = v.is_integer()
-        v = int(v) if ok else v
-    if not ok or (positive and v <= 0):
-        kind = "a positive integer" if integer else "a positive number"
-        hint = " (YAML reads 1e9 as text: write 1.0e+9)" if isinstance(v, str) and "e" in v.lower() else ""
-        raise ConfigError(f"{s}: {key}: expected {kind}, got {v!r}{hint}")
-    return v
+def _integer(v, s: str, key: str, span: Span) -> int:
+    hint = " (YAML reads 1e9 as text: write 1.0e+9)" if isinstance(v, str) and "e" in v.lower() else ""
+    try:
+        return check_value(v, int, f"{s}: {key}", span)
+    except ConfigError as err:
+        raise ConfigError(f"{err}{hint}") from None
 
 
 def _size(v, s: str, key: str) -> AxisSize:
     if isinstance(v, str):
         if v not in SIZE_LADDER:
-            raise ConfigError(f"{s}: {key}: unknown ladder size {v!r}; allowed: {', '.join(SIZE_LADDER)}, "
+            raise ConfigError(f"{s}: {key}: unknown ladder size {brief(v)}; allowed: {', '.join(SIZE_LADDER)}, "
                               "or a shape {n_layers, d_model, n_heads}")
         return AxisSize(label=v, size=v)
     if isinstance(v, dict):
@@ -251,9 +277,13 @@ def _size(v, s: str, key: str) -> AxisSize:
         for k in ("n_layers", "d_model", "n_heads"):
             if k not in v:
                 raise ConfigError(f"{s}: {key}.{k}: missing; a shape needs n_layers, d_model and n_heads")
-        L, D, H = (_number(v[k], s, f"{key}.{k}", integer=True) for k in ("n_layers", "d_model", "n_heads"))
-        return AxisSize(label=str(v.get("label", f"L{L}d{D}")), n_layers=L, d_model=D, n_heads=H)
-    raise ConfigError(f"{s}: {key}: expected a ladder name or a shape mapping, got {v!r}")
+        L, D, H = (_integer(v[k], s, f"{key}.{k}", ModelConfig.LIMITS[k]) for k in ("n_layers", "d_model", "n_heads"))
+        label = check_value(v.get("label", f"L{L}d{D}"), str, f"{s}: {key}.label")
+        if not re.fullmatch(LABEL, label):
+            raise ConfigError(f"{s}: {key}.label: {brief(label)}: use up to 40 letters, digits, '.', '_', '+' "
+                              "or '-' (it becomes part of trial names)")
+        return AxisSize(label=label, n_layers=L, d_model=D, n_heads=H)
+    raise ConfigError(f"{s}: {key}: expected a ladder name or a shape mapping, got {brief(v)}")
 
 
 def _axes(axes: dict, s: str) -> dict:
@@ -271,18 +301,22 @@ def _axes(axes: dict, s: str) -> dict:
                 raise ConfigError(f"{s}: {key}.budgets: expected a list of FLOP budgets, e.g. [1e15, 3e15]")
             if not isinstance(sizes, list) or len(sizes) < 1:
                 raise ConfigError(f"{s}: {key}.sizes: expected a list of model sizes (ladder names or shapes)")
-            out[name] = (tuple(float(_number(b, s, f"{key}.budgets")) for b in budgets),
+            out[name] = (tuple(check_value(b, float, f"{s}: {key}.budgets", FLOP_BUDGET) for b in budgets),
                          tuple(_size(v, s, f"{key}.sizes") for v in sizes))
+            for part, vals in zip(("budgets", "sizes"), out[name]):
+                labels = [getattr(v, "label", v) for v in vals]
+                if len(set(labels)) != len(labels):
+                    raise ConfigError(f"{s}: {key}.{part}: {brief(labels)} repeats a value; list each once")
             continue
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{s}: {key}: expected a non-empty list of values")
         if name == "size":
             vals = tuple(_size(v, s, key) for v in values)
         else:
-            vals = tuple(_number(v, s, key, integer=True) for v in values)
+            vals = tuple(_integer(v, s, key, AXIS_SPANS[name]) for v in values)
         labels = [getattr(v, "label", v) for v in vals]
         if len(set(labels)) != len(labels):
-            raise ConfigError(f"{s}: {key}: {labels} repeats a value; list each once")
+            raise ConfigError(f"{s}: {key}: {brief(labels)} repeats a value; list each once")
         out[name] = vals
     if "flops" in out and ({"tokens", "size"} & set(out)):
         raise ConfigError(f"{s}: axes.flops: an isoFLOP axis sets both size and tokens; "
@@ -293,13 +327,12 @@ def _axes(axes: dict, s: str) -> dict:
     return out
 
 
-def _rule_name(data: dict, kind: str) -> str:
-    r = (data.get("rules") or {}).get(kind, "constant")
+def _rule_name(rules: dict, kind: str):
+    r = rules.get(kind, "constant")
     return r.get("name", "constant") if isinstance(r, dict) else r
 
 
 def _rules(rules: dict, s: str, axes: dict) -> dict:
-    _type(rules, dict, s, "rules")
     _keys(rules, set(RULES), s, "rules.")
     out = {}
     for kind in RULES:
@@ -310,16 +343,15 @@ def _rules(rules: dict, s: str, axes: dict) -> dict:
                 raise ConfigError(f"{s}: rules.{kind}.name: missing; e.g. {{name: {next(iter(RULES[kind]))}}}")
             kwargs = {k: v for k, v in r.items() if k != "name"}
             r = r["name"]
-        if r not in RULES[kind]:
-            raise ConfigError(f"{s}: rules.{kind}: unknown rule {r!r}; allowed: {', '.join(RULES[kind])}")
+        if not isinstance(r, str) or r not in RULES[kind]:
+            raise ConfigError(f"{s}: rules.{kind}: unknown rule {brief(r)}; allowed: {', '.join(RULES[kind])}")
         if r != "constant":
-            import inspect
             params = inspect.signature(RULES[kind][r]).parameters
             for k, v in kwargs.items():
                 if k not in params or k == "n_params":
-                    raise ConfigError(f"{s}: rules.{kind}.{k}: {r} has no option {k!r}; options: "
+                    raise ConfigError(f"{s}: rules.{kind}.{brief(k)}: {r} has no option {brief(k)}; options: "
                                       f"{', '.join(p for p in params if p != 'n_params') or 'none'}")
-                _number(v, s, f"rules.{kind}.{k}")
+                kwargs[k] = check_value(v, float, f"{s}: rules.{kind}.{k}", RULE_OPTION)
         clash = {"batch": ("batch_size",), "tokens": ("tokens", "flops")}.get(kind, ())
         if r != "constant" and any(a in axes for a in clash):
             raise ConfigError(f"{s}: rules.{kind}: {r} would overwrite axes.{[a for a in clash if a in axes][0]}; "
@@ -329,41 +361,20 @@ def _rules(rules: dict, s: str, axes: dict) -> dict:
 
 
 def _resources(r: dict, s: str) -> Resources:
-    _type(r, dict, s, "resources")
-    _keys(r, {"cpus", "gpus"}, s, "resources.")
-    cpus = _number(r.get("cpus", 1), s, "resources.cpus")
-    gpus = r.get("gpus", 0)
-    if not isinstance(gpus, (int, float)) or isinstance(gpus, bool) or gpus < 0:
-        raise ConfigError(f"{s}: resources.gpus: expected a number >= 0 (fractions share a GPU), got {gpus!r}")
-    if gpus > 1 and not float(gpus).is_integer():
-        raise ConfigError(f"{s}: resources.gpus: {gpus} mixes whole and fractional GPUs; use a fraction "
+    res = from_dict(Resources, r, f"{s}: resources.")
+    if res.gpus > 1 and not res.gpus.is_integer():
+        raise ConfigError(f"{s}: resources.gpus: {res.gpus} mixes whole and fractional GPUs; use a fraction "
                           "below 1 or a whole number")
-    return Resources(cpus=float(cpus), gpus=float(gpus))
-
-
-def _typed_section(d: dict, spec: dict, s: str, prefix: str) -> dict:
-    _type(d, dict, s, prefix.rstrip("."))
-    _keys(d, set(spec), s, prefix)
-    for k, v in d.items():
-        tp = spec[k]
-        if not isinstance(v, tp) or isinstance(v, bool):
-            raise ConfigError(f"{s}: {prefix}{k}: expected {getattr(tp, '__name__', 'str or int')}, got {v!r}")
-    return d
+    return res
 
 
 def _slurm(d: dict, s: str) -> SlurmOptions:
-    d = _typed_section(d, SLURM_KEYS, s, "backend.slurm.")
-    if "time" in d:
-        try:
-            time_to_minutes(d["time"])
-        except ValueError:
-            raise ConfigError(f"{s}: backend.slurm.time: {d['time']!r} is not HH:MM:SS or minutes") from None
-        d = {**d, "time": str(d["time"])}
-    return SlurmOptions(**d)
-
-
-def _ray(d: dict, s: str) -> RayOptions:
-    d = _typed_section(d, RAY_KEYS, s, "backend.ray.")
-    if d.get("object_store_mb", 128) < 80:
-        raise ConfigError(f"{s}: backend.ray.object_store_mb: Ray needs at least 80 MB")
-    return RayOptions(**d)
+    opts = from_dict(SlurmOptions, d, f"{s}: backend.slurm.")
+    try:
+        minutes = time_to_minutes(opts.time)
+    except ValueError:
+        minutes = -1
+    if not 1 <= minutes <= 366 * 1440:
+        raise ConfigError(f"{s}: backend.slurm.time: {brief(opts.time)} is not a time limit; write HH:MM:SS, "
+                          "D-HH:MM:SS or minutes (at least 1, at most a year)")
+    return replace(opts, time=str(opts.time))
