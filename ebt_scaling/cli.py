@@ -1,10 +1,13 @@
 """ebt-sweep: plan, launch and fit scaling-law sweeps of EBTs against Transformer++.
 
-Thin on purpose: parse, then hand over to the package.
+Thin on purpose: parse, then hand over to the package. Expected failures (a config, data
+or fit error, a file that cannot be read or written, a full disk) end as one line, what,
+where and the fix, with exit code 2; --debug shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -40,6 +43,8 @@ def _train(args) -> int:
     # "_": parquet readers skip it, so that pd.read_parquet(args.out) still reads only rows
     placed["track_dir"] = args.track_dir or cfg.train.track_dir or str(Path(args.out) / "_tracking")
     cfg = replace(cfg, train=replace(cfg.train, **placed))
+    from .train.preflight import check_runnable
+    check_runnable(cfg, str(args.config))
     from .execute.cli import check_trackers
     check_trackers(cfg.train.track, "--track" if args.track is not None else f"{args.config}: train.track")
     print(f"training {cfg.family_name} L={cfg.model.n_layers} d={cfg.model.d_model} "
@@ -60,11 +65,15 @@ def _train(args) -> int:
 def _prepare(args) -> int:
     from .config import load_config, load_yaml
     from .data.store import prepare
-    if "x" in load_yaml(args.target):          # a sweep spec: every trial's data
+    from .sweep.spec import TOP_KEYS
+    from .train.preflight import check_runnable
+    if set(load_yaml(args.target)) & (TOP_KEYS - {"name"}):   # a sweep spec: every trial's data
         from .execute.cli import load
         configs = [t.config for t in load(args.target, args.scale)[1]]
     else:                                       # a point config
         configs = [load_config(args.target, args.set)]
+    for cfg in configs:
+        check_runnable(cfg, str(args.target), devices=False)
     if args.estimate:
         from .data.store import cache_root, needs
         from .sweep.plan import vocab_size
@@ -118,7 +127,16 @@ def _think(args) -> int:
     from .results.store import write_rows_atomic
     from .train.think import load_point, system2
 
-    cfg, model, trial_id = load_point(args.checkpoint, device=args.device)
+    from .train.preflight import check_device
+    check_device(args.device, "--device")
+    try:
+        cfg, model, trial_id = load_point(args.checkpoint, device=args.device)
+    except (OSError, ConfigError):
+        raise
+    except Exception as err:     # not a checkpoint: pickle, zip or torch errors, a missing key
+        raise ConfigError(f"{args.checkpoint}: not a checkpoint written by train ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:160] if str(err) else ''}); pass the DIR/last.pt that "
+                          "train --checkpoint-dir DIR wrote") from None
     rows, tokens, sequences = system2(cfg, model, sets=args.sets.split(","), steps=_ints(args.steps),
                            candidates=_ints(args.candidates), verify_steps=args.verify_steps,
                            n_tokens=args.tokens, seed=args.seed, trial_id=trial_id, sweep=args.sweep)
@@ -218,18 +236,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# errno -> (what happened, the fix) for the file-system failures a user can act on
+OS_FIXES = {
+    errno.ENOSPC: ("no space left on the device", "free space, or write elsewhere (--out / --results), then run "
+                   "the same command again: finished work is kept"),
+    errno.EDQUOT: ("disk quota exceeded", "free space or raise the quota, then run the same command again"),
+    errno.EACCES: ("permission denied", "fix the permissions, or write elsewhere (--out / --results)"),
+    errno.EPERM: ("operation not permitted", "fix the permissions, or write elsewhere (--out / --results)"),
+    errno.EROFS: ("read-only file system", "write elsewhere (--out / --results)"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+    errno.EISDIR: ("a folder, not a file", "pass a file"),
+    errno.ENOTDIR: ("part of the path is not a folder", "check the path"),
+}
+# pyarrow's OSErrors carry no errno: their message says which
+OS_MESSAGES = {"No space left": errno.ENOSPC, "Disk quota": errno.EDQUOT, "Permission denied": errno.EACCES,
+               "Read-only file system": errno.EROFS, "No such file": errno.ENOENT}
+
+
+def os_error_message(err: OSError) -> str:
+    """An OSError as one line: what happened, to which file, and the fix."""
+    text = (str(err).splitlines() or [type(err).__name__])[0][:200]
+    code = err.errno or next((c for words, c in OS_MESSAGES.items() if words in text), None)
+    what, fix = OS_FIXES.get(code, (err.strerror or text, "check the path and the machine, then run the "
+                                    "same command again"))
+    where = err.filename or (text if err.errno is None else "")    # pyarrow names the file in its text
+    return f"{where}: {what}; {fix}" if where else f"{what}; {fix}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except ConfigError as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:     # `ebt-sweep plan ... | head`: the reader left; not an error
         sys.stderr.close()
         return 0
+    except (ConfigError, OSError) as e:
+        if args.debug:
+            raise
+        message = str(e) if isinstance(e, ConfigError) else os_error_message(e)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -247,6 +247,18 @@ class TrainConfig:
 # train.* keys that say where/how a point runs, not what it is (left out of Config.hash)
 PLACEMENT_KEYS = ("checkpoint_dir", "checkpoint_every", "device", "threads", "track", "track_dir",
                   "micro_batch_size", "compile", "data_parallel")
+# what data.path (source: file) may be (data/sources.py reads each)
+FILE_SUFFIXES = (".txt", ".md", ".txt.gz", ".jsonl", ".json", ".parquet")
+
+
+def file_suffix(path: str) -> str:
+    """".txt", or ".txt.gz" for a gzipped file."""
+    p = Path(path)
+    return "".join(p.suffixes[-2:]) if p.suffix == ".gz" else p.suffix
+
+
+# what train.device may name (train/preflight.py checks that this machine has it)
+DEVICES = r"auto|cpu|cuda(:\d{1,2})?"
 # what train.track may name (ebt_scaling/results/trackers.py)
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 
@@ -626,6 +638,8 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
     _need(d.source in ("shakespeare", "markov", "file", "hf"), f"{s}: data.source",
           f"{brief(d.source)} is not one of shakespeare, markov, file, hf")
     _need(d.source != "file" or d.path, f"{s}: data.path", "source=file needs a path (.txt, .jsonl, .parquet)")
+    _need(d.source != "file" or not d.path or file_suffix(d.path) in FILE_SUFFIXES, f"{s}: data.path",
+          f"{brief(d.path)} has an unsupported suffix; use one of {', '.join(FILE_SUFFIXES)}")
     _need(d.source != "hf" or d.hf_dataset, f"{s}: data.hf_dataset", "source=hf needs a dataset name")
     _need(d.source != "hf" or d.val_tokens >= t.eval_tokens + d.seq_len, f"{s}: data.val_tokens",
           f"must be >= train.eval_tokens + data.seq_len ({t.eval_tokens + d.seq_len}): evaluation reads it")
@@ -647,7 +661,7 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
           f"{t.steps} steps of {cfg.batch_tokens} tokens is more than 64 bits can count; lower it")
     _need(t.eval_tokens >= d.seq_len, f"{s}: train.eval_tokens", f"must be >= data.seq_len ({d.seq_len})")
     _need(t.eval_tokens <= 2 ** 32, f"{s}: train.eval_tokens", "must be <= 2^32 (every evaluation reads them)")
-    _need(bool(re.fullmatch(r"auto|cpu|cuda(:\d{1,2})?", t.device)), f"{s}: train.device",
+    _need(bool(re.fullmatch(DEVICES, t.device)), f"{s}: train.device",
           f"{brief(t.device)} is not a device; use auto, cpu, cuda or cuda:N")
     _need(t.precision in ("auto", "fp32", "bf16"), f"{s}: train.precision", "one of auto, fp32, bf16")
     unknown = [n[:40] for n in tracker_names(t.track) if n not in TRACKERS][:4]

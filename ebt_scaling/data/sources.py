@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError, DataConfig
+from ..config import ConfigError, DataConfig, file_suffix
 from .parallel import token_dtype
 from .store import cache_root, ensure
 from .tokenizers import build_tokenizer
@@ -283,7 +283,7 @@ class MarkovSource(TokenSource):
 
 # ------------------------------------------------------------------ local files
 def _iter_texts(path: Path, column: str):
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    suffix = file_suffix(str(path))
     if suffix in (".txt", ".md", ".txt.gz"):
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8", errors="replace") as f:
