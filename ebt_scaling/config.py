@@ -68,9 +68,13 @@ def check_span(value, span: Span, where: str) -> None:
         raise ConfigError(f"{where}: {brief(value)} is out of range; use a value {span.describe()}")
 
 
+def key_name(key) -> str:
+    """A key as messages show it: a string as written (cut at 60), anything else as a brief repr."""
+    return key[:60] if isinstance(key, str) else brief(key)
+
+
 def unknown_key(where: str, key, allowed) -> ConfigError:
-    return ConfigError(f"{where}{brief(key) if not isinstance(key, str) else key[:60]}: unknown key; "
-                       f"allowed keys are {', '.join(sorted(allowed))}")
+    return ConfigError(f"{where}{key_name(key)}: unknown key; allowed keys are {', '.join(sorted(allowed))}")
 
 
 # --- the paper's size ladder (recipe section 2): name -> (layers, heads, width, peak lr)
@@ -178,7 +182,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.1           # cosine decays to peak * min_lr_ratio
 
     LIMITS: ClassVar[dict[str, Span]] = {
-        "lr": Span(0, 10, note="0 = the ladder's lr"), "betas": Span(0, 1, hi_open=True),
+        "lr": Span(0, 1, note="0 = the ladder's lr"), "betas": Span(0, 1, hi_open=True),
         "eps": Span(0, 1, lo_open=True), "weight_decay": Span(0, 10), "grad_clip": Span(0, 1e6, note="0 = off"),
         "warmup_frac": Span(0, 1, hi_open=True), "min_lr_ratio": Span(0, 1)}
 
@@ -460,11 +464,14 @@ def _check_tree(root: yaml.Node) -> None:
     but is walked once) and look for repeated keys; raise _TreeError at the first fault."""
     sizes: dict[int, int] = {}
 
+    def shown(path: str) -> str:
+        return path if len(path) <= 100 else "..." + path[-100:]
+
     def size(node, path: str, depth: int) -> int:
         if id(node) in sizes:
             return sizes[id(node)]
         if depth > MAX_YAML_DEPTH:
-            raise _TreeError(problem=f"{path or 'the document'}: nested deeper than {MAX_YAML_DEPTH} levels "
+            raise _TreeError(problem=f"{shown(path) or 'the document'}: nested deeper than {MAX_YAML_DEPTH} levels "
                              "(or an alias inside its own anchor); flatten it", problem_mark=node.start_mark)
         n = 1
         if isinstance(node, yaml.MappingNode):
@@ -473,7 +480,7 @@ def _check_tree(root: yaml.Node) -> None:
                 scalar = isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge"
                 key = (f"{path}.{k.value[:60]}" if path else k.value[:60]) if scalar else path
                 if scalar and (k.tag, k.value) in seen:
-                    raise _TreeError(problem=f"{key}: this key appears twice in one mapping (lines "
+                    raise _TreeError(problem=f"{shown(key)}: this key appears twice in one mapping (lines "
                                      f"{seen[(k.tag, k.value)]} and {k.start_mark.line + 1}); keep one",
                                      problem_mark=k.start_mark)
                 if scalar:
@@ -483,7 +490,7 @@ def _check_tree(root: yaml.Node) -> None:
             for i, item in enumerate(node.value):
                 n += size(item, f"{path}[{i}]", depth + 1)
         if n > MAX_YAML_NODES:
-            raise _TreeError(problem=f"{path or 'the document'}: expands to more than {MAX_YAML_NODES:,} values "
+            raise _TreeError(problem=f"{shown(path) or 'the document'}: expands to more than {MAX_YAML_NODES:,} values "
                              "(each alias *name repeats its anchor's value); write it out without aliases",
                              problem_mark=node.start_mark)
         sizes[id(node)] = n

@@ -143,10 +143,12 @@ def cmd_launch(args, out=None) -> int:
     if args.max_retries < 0:
         raise ConfigError("--max-retries: must be >= 0")
     trials = with_tracking(trials, args.track, args.track_dir)
-    from ..train.preflight import check_runnable
+    from ..train.preflight import check_resources, check_runnable
     for t in trials:        # before any work; Slurm trials run on other machines, with other devices
         check_runnable(t.config, f"{args.spec} [trial {t.family} {t.label} seed {t.seed}]",
                        devices=args.backend != "slurm")
+    if args.backend == "ray" and not (args.address or spec.ray.address):     # a cluster started here
+        check_resources(spec.resources.cpus, spec.resources.gpus, args.spec)
     for track in sorted({t.config.train.track for t in trials if t.config.train.track}):
         check_trackers(track, "--track" if args.track is not None else f"{args.spec}: base.train.track")
     from ..data.store import prepare

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..config import (SIZE_LADDER, Config, ConfigError, ModelConfig, Span, TrainConfig, brief, check_value,
-                      deep_merge, from_dict, load_yaml, unknown_key)
+                      deep_merge, from_dict, key_name, load_yaml, unknown_key)
 from .rules import RULES
 
 FAMILY_NAMES = ("transformer_pp", "ebt_s1", "ebt_s2")
@@ -47,6 +47,7 @@ X_AXES: dict[str, tuple[str, ...]] = {
 TOP_KEYS = {"name", "description", "x", "families", "seeds", "base", "rules", "axes",
             "resources", "backend", "head_dim", "est_flops_per_s", "scales"}
 SCALE_KEYS = TOP_KEYS - {"name", "x", "scales"}
+MERGED_KEYS = ("base", "backend", "resources", "rules")     # a preset merges these over the top level's
 BACKEND_KEYS = {"slurm", "ray"}
 # the spans of axis values: those of the config key each axis sets
 AXIS_SPANS = {"depth": ModelConfig.LIMITS["n_layers"], "width": ModelConfig.LIMITS["d_model"],
@@ -171,10 +172,33 @@ def spec_from_dict(data: dict, source: str = "<spec>", scale: str = "cpu") -> Sw
     if scales and scale not in scales:
         raise ConfigError(f"{s}: scales: no {brief(scale)} preset; this spec has "
                           f"{', '.join(scales)} (pass --scale {next(iter(scales))})")
+    if scales:
+        _check_defaults(data, s, scales)
+    chosen = _one_preset(data, f"{s} (preset {scale})" if scales else s, scale if scales else "", s)
     for other in scales:
         if other != scale:
             _one_preset(data, f"{s} (preset {other})", other, s)
-    return _one_preset(data, f"{s} (preset {scale})" if scales else s, scale if scales else "", s)
+    return chosen
+
+
+def _check_defaults(data: dict, s: str, scales: dict) -> None:
+    """With presets, the top level holds defaults that each preset merges its own over.
+    Check them on their own as well: a wrong value that every preset overrides would
+    otherwise never be looked at, and a key that every preset replaces is never used."""
+    for k in MERGED_KEYS:
+        if data.get(k) is not None:
+            _type(data[k], dict, s, k)
+    from_dict(Config, data.get("base"), f"{s}: base.")
+    _resources(data.get("resources") or {}, s)
+    backend = data.get("backend") or {}
+    _keys(backend, BACKEND_KEYS, s, "backend.")
+    _slurm(backend.get("slurm") or {}, s)
+    from_dict(RayOptions, backend.get("ray"), f"{s}: backend.ray.")
+    _rules(data.get("rules") or {}, s, {})
+    for k in sorted(set(data) & SCALE_KEYS - set(MERGED_KEYS)):
+        if all(isinstance(b, dict) and k in b for b in scales.values()):
+            raise ConfigError(f"{s}: {k}: every preset ({', '.join(scales)}) sets its own {k}, so this one is "
+                              "never used; delete it or move it into a preset")
 
 
 def _one_preset(data: dict, s: str, scale: str, path: str) -> SweepSpec:
@@ -349,7 +373,7 @@ def _rules(rules: dict, s: str, axes: dict) -> dict:
             params = inspect.signature(RULES[kind][r]).parameters
             for k, v in kwargs.items():
                 if k not in params or k == "n_params":
-                    raise ConfigError(f"{s}: rules.{kind}.{brief(k)}: {r} has no option {brief(k)}; options: "
+                    raise ConfigError(f"{s}: rules.{kind}.{key_name(k)}: {r} has no option {brief(k)}; options: "
                                       f"{', '.join(p for p in params if p != 'n_params') or 'none'}")
                 kwargs[k] = check_value(v, float, f"{s}: rules.{kind}.{k}", RULE_OPTION)
         clash = {"batch": ("batch_size",), "tokens": ("tokens", "flops")}.get(kind, ())

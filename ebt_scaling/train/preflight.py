@@ -34,6 +34,20 @@ def check_runnable(cfg: Config, where: str, devices: bool = True) -> None:
                               f"(relative paths are read from {os.getcwd()}) or name a Hub dataset")
 
 
+def check_resources(cpus: float, gpus: float, where: str) -> None:
+    """A trial's resources fit this machine (for a Ray cluster started here: a trial that
+    asks for more would wait forever for a node that never comes)."""
+    import torch
+    have_cpus = os.cpu_count() or 1
+    have_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if cpus > have_cpus:
+        raise ConfigError(f"{where}: resources.cpus: {cpus:g} per trial, but this machine has {have_cpus}; "
+                          f"lower it, or pass --address of a cluster that has them")
+    if gpus > have_gpus:
+        raise ConfigError(f"{where}: resources.gpus: {gpus:g} per trial, but torch sees {have_gpus} GPU(s) here; "
+                          "set it to 0 (or pick --scale cpu), or pass --address of a cluster with GPUs")
+
+
 def check_device(name: str, where: str) -> None:
     """`name` (auto, cpu, cuda, cuda:N) is a device this machine has; `where` names the key or flag."""
     if not re.fullmatch(DEVICES, name):
