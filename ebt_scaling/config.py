@@ -349,12 +349,13 @@ def _coerce(value, tp, where: str):
         if not math.isfinite(f):
             raise ConfigError(f"{where}: {brief(value)} is not a finite number; write a number such as 1.0e-3")
         return f
-    if tp is int and isinstance(value, float) and value.is_integer() and abs(value) >= 1e3:
-        value = int(value)   # lets users write tokens: 1e6
-    if tp is int and isinstance(value, int) and not isinstance(value, bool):
-        if not -INT64_MAX - 1 <= value <= INT64_MAX:
-            raise ConfigError(f"{where}: {brief(value)} does not fit in 64 bits; use a value <= {INT64_MAX:.3g}")
-        return value
+    if tp is int and isinstance(value, (int, float)) and not isinstance(value, bool):
+        # a float is a whole number written with an exponent: tokens: 1e6
+        n = int(value) if isinstance(value, float) and value.is_integer() and abs(value) >= 1e3 else value
+        if isinstance(n, int):
+            if not -INT64_MAX - 1 <= n <= INT64_MAX:
+                raise ConfigError(f"{where}: {brief(value)} does not fit in 64 bits; use a value <= {INT64_MAX:.3g}")
+            return n
     if tp is bool and isinstance(value, bool):
         return value
     if tp is str and isinstance(value, str):

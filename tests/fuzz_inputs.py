@@ -33,7 +33,9 @@ from pathlib import Path
 import yaml
 
 from ebt_scaling.cli import main
-from ebt_scaling.config import INT64_MAX, Config, ConfigError, load_config
+from ebt_scaling.config import (INT64_MAX, Config, ConfigError, DataConfig, EBTConfig, ModelConfig, OptimConfig,
+                                TrainConfig, load_config)
+from ebt_scaling.sweep.spec import AXES, TOP_KEYS, RayOptions, Resources, SlurmOptions
 from ebt_scaling.sweep.plan import load_plan
 from ebt_scaling.train.preflight import check_runnable
 
@@ -61,8 +63,28 @@ NEVER_VALID = [NAN, INF, Raw("1e30"), 10 ** 30, ALIAS_BOMB, DEEP]
 # values that some keys accept: the case is good either way, if what is accepted is sane
 MAYBE_VALID = [-1, -5, 0, 1, 0.5, 1e-300, 2 ** 31, 2 ** 63 - 1, 3.5, "text", "x" * 20000, True, None, [], {},
                [1, 2], {"a": 1}, "tpu", "cuda", "cuda:7", "/nonexistent/corpus.txt", "../up", "file"]
-KINDS = ("delete", "replace", "never_valid", "unknown_key", "duplicate_key", "repeat_line", "missing_file",
-         "no_device")
+KINDS = ("delete", "replace", "never_valid", "set_key", "unknown_key", "duplicate_key", "repeat_line",
+         "missing_file", "no_device")
+
+
+def _schema(cls, prefix: str) -> list[str]:
+    out = []
+    for f in fields(cls):
+        t = f.type if not isinstance(f.type, str) else getattr(cls, "__annotations__", {}).get(f.name)
+        sub = {"model": ModelConfig, "ebt": EBTConfig, "optim": OptimConfig, "data": DataConfig,
+               "train": TrainConfig}.get(f.name) if cls is Config else None
+        out.extend(_schema(sub, f"{prefix}{f.name}.") if sub else [f"{prefix}{f.name}"])
+    return out
+
+
+# every key a point config may set, and every key of a spec (its base: the point keys)
+POINT_KEYS = _schema(Config, "")
+SPEC_KEYS = (["base." + k for k in POINT_KEYS] + [f"resources.{f.name}" for f in fields(Resources)]
+             + [f"backend.slurm.{f.name}" for f in fields(SlurmOptions)]
+             + [f"backend.ray.{f.name}" for f in fields(RayOptions)]
+             + [f"axes.{a}" for a in AXES] + ["axes.flops.budgets", "rules.lr", "rules.batch.ref_batch",
+                                              "rules.batch.multiple", "rules.tokens.ratio"]
+             + sorted(TOP_KEYS - {"base", "axes", "rules", "resources", "backend"}))
 
 
 @dataclass
@@ -130,6 +152,22 @@ def make_case(choose) -> Case:
             section["train"] = {**(section.get("train") or {}), "device": choose(["tpu", "cuda:63", "mps"])}
         return Case(source, kind, "data.path" if kind == "missing_file" else "train.device", emit(tree),
                     must_fail=True, scale=scale)
+    if kind == "set_key":       # any key the schema has, shipped file or not, to any value
+        key = choose(POINT_KEYS if source in POINTS else SPEC_KEYS)
+        value = choose(NEVER_VALID + MAYBE_VALID)
+        node = tree
+        presets = tree.get("scales") or {}
+        if source in SPECS and key.split(".")[0] in ("base", "axes", "resources", "backend", "rules") and \
+                scale in presets and choose([True, False]):
+            node = presets[scale]        # the chosen preset's own, not the top level's default
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+        shown = value[:40] if isinstance(value, str) else value
+        return Case(source, kind, f"{key} = {shown!r}", emit(tree), must_fail=value in NEVER_VALID, scale=scale)
     ps = paths(tree)
     if kind in ("unknown_key", "duplicate_key"):
         maps = [()] + [p for p in ps if isinstance(_at(tree, p), dict) and _at(tree, p)]

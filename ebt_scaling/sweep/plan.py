@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import Config, ConfigError, config_from_dict, from_dict, load_yaml
+from ..config import Config, ConfigError, brief, config_from_dict, from_dict, load_yaml
 from ..flops import non_embedding_params, tpp_forward_flops_per_token, train_flops_per_token
 from .rules import RULES
 from .spec import AXES, AxisSize, SweepSpec, spec_from_dict
@@ -80,16 +80,17 @@ def grid(spec: SweepSpec) -> list[dict]:
     return points
 
 
-def vocab_size(cfg: Config) -> int:
-    """The vocabulary the data will bring (train() fills it in; FLOPs need it now)."""
+def vocab_size(cfg: Config, where: str = "") -> int:
+    """The vocabulary the data will bring (train() fills it in; FLOPs need it now).
+    `where` (the spec and trial) prefixes the message when it is unknown."""
     if cfg.model.vocab_size:
         return cfg.model.vocab_size
     if cfg.data.source == "markov":
         return cfg.data.markov_vocab
     if cfg.data.tokenizer in KNOWN_VOCAB:
         return KNOWN_VOCAB[cfg.data.tokenizer]
-    raise ConfigError(f"data.tokenizer: the planner does not know the vocabulary of {cfg.data.tokenizer!r}; "
-                      "set base.model.vocab_size to it so FLOPs can be estimated")
+    raise ConfigError(f"{where + ': ' if where else ''}data.tokenizer: the planner does not know the vocabulary of "
+                      f"{brief(cfg.data.tokenizer)}; set base.model.vocab_size to it so FLOPs can be estimated")
 
 
 def make_trial(spec: SweepSpec, point: dict, family: str, seed: int) -> Trial:
@@ -135,6 +136,7 @@ def make_trial(spec: SweepSpec, point: dict, family: str, seed: int) -> Trial:
     if ("flops" in point or spec.rules["tokens"][0] != "constant") and not (train.get("tokens") or train.get("steps")):
         train["tokens"] = seq_len       # a placeholder until the budget is known (below)
     cfg = _resolve(d, where)
+    vocab_size(cfg, where)      # known, or an error that names the trial
     n = non_embedding_params(cfg)
     for kind, (rule, kwargs) in spec.rules.items():
         if rule == "constant":

@@ -52,7 +52,7 @@ BACKEND_KEYS = {"slurm", "ray"}
 # the spans of axis values: those of the config key each axis sets
 AXIS_SPANS = {"depth": ModelConfig.LIMITS["n_layers"], "width": ModelConfig.LIMITS["d_model"],
               "batch_size": TrainConfig.LIMITS["batch_size"], "tokens": Span(1, TrainConfig.LIMITS["tokens"].hi)}
-FLOP_BUDGET = Span(0, 1e30, lo_open=True)
+FLOP_BUDGET = Span(0, 1e27, lo_open=True)
 RULE_OPTION = Span(0, 1e15, lo_open=True)
 LABEL = r"[\w.+-]{1,40}"       # a size label: it becomes part of trial names and file names
 
@@ -241,7 +241,7 @@ def _one_preset(data: dict, s: str, scale: str, path: str) -> SweepSpec:
     head_dim = check_value(data.get("head_dim", 0), int, f"{s}: head_dim", Span(0, 65536, note="0 = unset"))
     est = data.get("est_flops_per_s")    # absent: the planner's measured rates (rates.json)
     if est is not None:
-        est = check_value(est, float, f"{s}: est_flops_per_s", Span(0, 1e20, lo_open=True, note="effective FLOP/s"))
+        est = check_value(est, float, f"{s}: est_flops_per_s", Span(1e3, 1e20, note="effective FLOP/s"))
     rules = data.get("rules") or {}
     _type(rules, dict, s, "rules")
     axes = _axes(data.get("axes") or {}, s)
