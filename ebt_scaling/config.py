@@ -453,7 +453,14 @@ class _Loader(yaml.SafeLoader):
             _check_tree(node)
         return node
 
+    def construct_yaml_int(self, node):
+        if len(node.value) > 40:       # Python refuses to read ints past 4300 digits: refuse sooner
+            raise _TreeError(problem=f"{node.value[:20]}...: a number of {len(node.value)} digits; write at most "
+                             "19 (or use an exponent, 1.0e+9)", problem_mark=node.start_mark)
+        return super().construct_yaml_int(node)
 
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
