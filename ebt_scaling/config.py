@@ -44,6 +44,7 @@ def brief(value) -> str:
 
 
 INT64_MAX = 2 ** 63 - 1
+MAX_TEXT = 4096             # characters in any text value (PATH_MAX): messages that quote one stay bounded
 
 
 class Span(NamedTuple):
@@ -359,6 +360,8 @@ def _coerce(value, tp, where: str):
     if tp is bool and isinstance(value, bool):
         return value
     if tp is str and isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise ConfigError(f"{where}: a text of {len(value):,} characters; write at most {MAX_TEXT:,}")
         return value
     hint = " (a whole number)" if tp is int and isinstance(value, float) else ""
     raise ConfigError(f"{where}: expected {_type_name(tp)}{hint}, got {type(value).__name__} {brief(value)}")

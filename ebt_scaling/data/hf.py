@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..config import ConfigError, DataConfig
+from ..config import ConfigError, DataConfig, brief
 
 FINEWEB_FIX = ("use hf_dataset: HuggingFaceFW/fineweb-edu with hf_config: sample-100BT and "
                "text_column: text (the paper presets' choice)")
@@ -66,7 +66,7 @@ def open_stream(cfg: DataConfig):
                           f"{_reason(e)}; fix: {_fix(cfg, e)}") from None
     names = getattr(ds, "column_names", None)
     if names is not None and cfg.text_column not in names:
-        raise ConfigError(f"data.text_column: {label} has no column {cfg.text_column!r} "
+        raise ConfigError(f"data.text_column: {label} has no column {brief(cfg.text_column)} "
                           f"(it has {names}); set data.text_column")
     return ds.select_columns([cfg.text_column]) if names is not None else ds
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ConfigError, DataConfig, file_suffix
+from ..config import ConfigError, DataConfig, brief, file_suffix
 from .parallel import token_dtype
 from .store import cache_root, ensure
 from .tokenizers import build_tokenizer
@@ -301,13 +301,13 @@ def _iter_texts(path: Path, column: str):
                 if line.strip():
                     rec = json.loads(line)
                     if column not in rec:
-                        raise ConfigError(f"{path}: line {i + 1} has no key {column!r}; set data.text_column")
+                        raise ConfigError(f"{path}: line {i + 1} has no key {brief(column)}; set data.text_column")
                     yield rec[column]
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
         pf = pq.ParquetFile(path)
         if column not in pf.schema_arrow.names:
-            raise ConfigError(f"{path}: no column {column!r} (has {pf.schema_arrow.names}); set data.text_column")
+            raise ConfigError(f"{path}: no column {brief(column)} (has {pf.schema_arrow.names}); set data.text_column")
         for batch in pf.iter_batches(columns=[column], batch_size=1024):
             yield from (t for t in batch.column(0).to_pylist() if t)
     else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..config import ConfigError
+from ..config import ConfigError, brief
 
 # special tokens that end a document, in the order they are looked for
 EOS_NAMES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "[SEP]")
@@ -35,7 +35,7 @@ def load_hf_tokenizer(name: str):
         from tokenizers import Tokenizer
     except ImportError:
         raise ConfigError(
-            f"data.tokenizer: {name!r} needs the Hugging Face extra; install it with "
+            f"data.tokenizer: {brief(name)} needs the Hugging Face extra; install it with "
             "`pip install 'ebt-scaling[hf]'`, or use tokenizer: byte") from None
     path = Path(name).expanduser()
     try:
@@ -46,7 +46,7 @@ def load_hf_tokenizer(name: str):
         return Tokenizer.from_pretrained(name)
     except Exception as e:  # offline, unknown name, gated repo, missing file...
         raise ConfigError(
-            f"data.tokenizer: could not load Hugging Face tokenizer {name!r} ({type(e).__name__}: "
+            f"data.tokenizer: could not load Hugging Face tokenizer {brief(name)} ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:200] if str(e) else ''}). Check the name, your network, or "
             "pass the path of a tokenizer.json; tokenizer: byte works offline") from None
 
