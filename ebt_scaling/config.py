@@ -10,6 +10,10 @@ The YAML tree maps 1:1 onto `Config`:
 
 `load_config(path, overrides)` rejects unknown keys, wrong types and impossible values
 with a ConfigError that names the file, the key and what is allowed, before any work.
+This module is the one checker of YAML that users write, point configs and sweep specs
+(sweep/spec.py) alike: `_Loader` (repeated keys, alias expansion, depth), `check_value`
+(types, finite floats, 64-bit integers, bounded text) and the `LIMITS` span of every
+number, declared next to its dataclass field; messages quote values through `brief`.
 """
 from __future__ import annotations
 
