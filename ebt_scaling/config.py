@@ -37,12 +37,12 @@ class ConfigError(ValueError):
 
 
 _BRIEF = reprlib.Repr()      # (keyword arguments need Python 3.12)
-_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 2, 48, 48, 24
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 2, 200, 48, 24   # 200: a whole path
 _BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxdict = _BRIEF.maxset = 4
 
 
 def brief(value) -> str:
-    """repr() cut to a few dozen characters: what messages print of a value a user wrote
+    """repr() cut to at most a few hundred characters: what messages print of a value a user wrote
     (a 1 MB string or an alias-expanded tree must not become a 28 MB message)."""
     return _BRIEF.repr(value)
 

@@ -30,7 +30,7 @@ def check_runnable(cfg: Config, where: str, devices: bool = True) -> None:
                 _check_file(item, where, "data.hf_data_files")
         local = d.hf_dataset.startswith(("/", "./", "../", "~"))
         if local and not Path(d.hf_dataset).expanduser().exists():
-            raise ConfigError(f"{where}: data.hf_dataset: {_shown(d.hf_dataset)} does not exist; fix the path "
+            raise ConfigError(f"{where}: data.hf_dataset: {brief(d.hf_dataset)} does not exist; fix the path "
                               f"(relative paths are read from {os.getcwd()}) or name a Hub dataset")
 
 
@@ -63,14 +63,10 @@ def check_device(name: str, where: str) -> None:
                           "machine; use auto (a GPU when there is one) or cpu")
 
 
-def _shown(path: str) -> str:
-    return repr(path) if len(path) <= 200 else brief(path)
-
-
 def _check_file(path: str, where: str, key: str) -> None:
     p = Path(path).expanduser()
     if not p.exists():
-        raise ConfigError(f"{where}: {key}: {_shown(path)} does not exist; fix the path (relative paths are "
+        raise ConfigError(f"{where}: {key}: {brief(path)} does not exist; fix the path (relative paths are "
                           f"read from {os.getcwd()})")
     if not os.access(p, os.R_OK) or (p.is_dir() and key != "data.tokenizer"):
-        raise ConfigError(f"{where}: {key}: {_shown(path)} is not a readable file; check its permissions")
+        raise ConfigError(f"{where}: {key}: {brief(path)} is not a readable file; check its permissions")
