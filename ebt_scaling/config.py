@@ -18,6 +18,7 @@ number, declared next to its dataclass field; messages quote values through `bri
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -382,6 +383,13 @@ def check_value(value, tp, where: str, span: Span | None = None):
     return v
 
 
+@functools.cache
+def _hints(cls) -> dict[str, Any]:
+    """The field types of dataclass `cls` (resolved once: the planner builds thousands of configs)."""
+    types_ = typing.get_type_hints(cls)
+    return {f.name: types_[f.name] for f in fields(cls)}
+
+
 def from_dict(cls, data: dict, where: str):
     """Build dataclass `cls` from a plain dict, strictly: unknown keys, wrong types and
     values outside `cls.LIMITS` are errors. `where` prefixes messages ("file: model.")."""
@@ -390,13 +398,12 @@ def from_dict(cls, data: dict, where: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{where.rstrip(': .')}: expected a mapping of keys, got {type(data).__name__} "
                           f"{brief(data)}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
+    hints = _hints(cls)
     limits = getattr(cls, "LIMITS", {})
     kwargs = {}
     for key, value in data.items():
-        if key not in known:
-            raise unknown_key(where, key, known)
+        if key not in hints:
+            raise unknown_key(where, key, hints)
         tp = hints[key]
         if is_dataclass(tp):
             kwargs[key] = from_dict(tp, value, f"{where}{key}.")
