@@ -59,12 +59,14 @@ ALIAS_BOMB = Raw("[" + ", ".join(
     [f"&a0 [{', '.join(['lol'] * 9)}]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 8)]) + "]")
 DEEP = Raw("[" * 300 + "]" * 300)
 # values that are wrong everywhere: no key may accept them
-NEVER_VALID = [NAN, INF, Raw("1e30"), 10 ** 30, ALIAS_BOMB, DEEP]
+NEVER_VALID = [NAN, INF, Raw("1e30"), 10 ** 30, ALIAS_BOMB, DEEP, Raw("!!python/object/apply:os.getcwd []"),
+               Raw("9" * 5000), Raw("!!binary aGVsbG8=")]
 # values that some keys accept: the case is good either way, if what is accepted is sane
 MAYBE_VALID = [-1, -5, 0, 1, 0.5, 1e-300, 2 ** 31, 2 ** 63 - 1, 3.5, "text", "x" * 20000, True, None, [], {},
-               [1, 2], {"a": 1}, "tpu", "cuda", "cuda:7", "/nonexistent/corpus.txt", "../up", "file"]
+               [1, 2], {"a": 1}, "tpu", "cuda", "cuda:7", "/nonexistent/corpus.txt", "../up", "file",
+               Raw("2020-01-01"), Raw("!!set {a, b}"), Raw("0x1F"), Raw("1_000"), Raw("'\\t'"), Raw("~")]
 KINDS = ("delete", "replace", "never_valid", "set_key", "unknown_key", "duplicate_key", "repeat_line",
-         "missing_file", "no_device")
+         "missing_file", "no_device", "truncate")
 
 
 def _schema(cls, prefix: str) -> list[str]:
@@ -137,6 +139,9 @@ def make_case(choose) -> Case:
     tree = yaml.safe_load(text)
     kind = choose(list(KINDS))
     scale = choose(["cpu", "paper"])
+    if kind == "truncate":          # the file cut short (an editor crash, a half-copied file)
+        cut = choose(list(range(0, len(text), max(1, len(text) // 40))))
+        return Case(source, kind, f"first {cut} characters", text[:cut], must_fail=False, scale=scale)
     if kind == "repeat_line":
         lines = text.splitlines()
         i = choose(list(range(len(lines))))
