@@ -55,6 +55,9 @@ def _train(args) -> int:
                                                       every=args.progress_every)
     summary = train(cfg, TeeSink(ParquetSink(out), live))
     if summary.status != "ok":
+        first = (summary.error or "?").splitlines()[0]
+        if first.startswith(f"{ConfigError.__name__}: "):   # data or config it could not use: one line, exit 2
+            raise ConfigError(f"{args.config}: {first.split(': ', 1)[1]}")
         print(f"FAILED: {summary.error}", file=sys.stderr)
         return 1
     print(f"done: val_loss {summary.val_loss:.4f} (ppl {summary.val_ppl:.2f}), {summary.tokens:,} tokens, "

@@ -123,3 +123,20 @@ def test_debug_shows_the_traceback(tmp_path, bad_point):
     r = subprocess.run([sys.executable, "-m", "ebt_scaling.cli", "plan", str(bad_point)],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.startswith(f"error: {bad_point}")
+
+
+@pytest.mark.parametrize("name, content, why", [
+    ("corpus.parquet", b"not parquet", "could not be read as .parquet (ArrowInvalid"),
+    ("corpus.jsonl", b'{"text": "a"}\n{bad json\n', "could not be read as .jsonl (JSONDecodeError"),
+    ("corpus.txt", b"", "holds 0 tokens, too few"),
+])
+def test_a_data_file_train_cannot_use_is_one_line_and_leaves_no_temporary_file(capsys, tmp_path, monkeypatch,
+                                                                              name, content, why):
+    monkeypatch.setenv("EBT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / name).write_bytes(content)
+    point = tmp_path / "point.yaml"
+    point.write_text(f"data: {{source: file, path: {tmp_path / name}, seq_len: 16}}\n"
+                     "train: {steps: 2, batch_size: 2, eval_tokens: 16}\n")
+    one_clean_line(*run(capsys, "train", point, "--out", tmp_path / "rows", "--no-progress"),
+                   f"{point}: data.path: {tmp_path / name}", why)
+    assert not list((tmp_path / "cache").rglob("*.tmp*"))

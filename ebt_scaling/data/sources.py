@@ -333,12 +333,23 @@ def file_source(cfg: DataConfig, tok) -> ArraySource:
     if not cache.exists():
         tmp = cache.with_suffix(cache.suffix + f".tmp{os.getpid()}")
         sep = [tok.eos_id] if tok.eos_id is not None else list(b"\n\n")
-        with open(tmp, "wb") as f:
-            for text in _iter_texts(path, cfg.text_column):
-                f.write(np.asarray(tok.encode(text) + sep, dtype=dtype).tobytes())
-        os.replace(tmp, cache)
-    arr = np.memmap(cache, dtype=dtype, mode="r")
+        try:
+            with open(tmp, "wb") as f:
+                for text in _iter_texts(path, cfg.text_column):
+                    f.write(np.asarray(tok.encode(text) + sep, dtype=dtype).tobytes())
+            os.replace(tmp, cache)
+        except (ValueError, UnicodeError) as e:     # a corrupt parquet (ArrowInvalid), a bad JSON line
+            raise ConfigError(f"data.path: {path} could not be read as {file_suffix(str(path))} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
+                              "fix or replace the file") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+    arr = np.memmap(cache, dtype=dtype, mode="r") if cache.stat().st_size else np.zeros(0, dtype)
     cut = int(len(arr) * (1 - cfg.val_fraction))
+    if min(cut, len(arr) - cut) < cfg.seq_len + 1:
+        raise ConfigError(f"data.path: {path} holds {len(arr):,} tokens, too few for one training and one "
+                          f"validation window of data.seq_len + 1 = {cfg.seq_len + 1} tokens; use a longer file "
+                          "or a shorter seq_len")
     return ArraySource(f"file:{path.name}", arr[:cut], arr[cut:], tok.vocab_size)
 
 
