@@ -11,7 +11,7 @@ import errno
 import sys
 from pathlib import Path
 
-from .config import ConfigError
+from .config import ConfigError, brief
 
 EPILOG = """\
 typical use:
@@ -119,18 +119,28 @@ def _fit(args) -> int:
     return 0
 
 
-def _ints(text: str) -> list[int]:
+def _ints(text: str, flag: str) -> list[int]:
+    """"1,2,3" -> [1, 2, 3]: positive integers, at least one (the values of `flag`)."""
     try:
-        return [int(v) for v in text.split(",") if v]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"expected comma-separated integers like 1,2,3, got {text!r}") from None
+        values = []
+    if not values or min(values) < 1 or max(values) > 100_000:
+        raise ConfigError(f"{flag} {brief(text)}: expected comma-separated integers from 1 to 100000, "
+                          "like 1,2,3") from None
+    return values
 
 
 def _think(args) -> int:
     from .results.store import write_rows_atomic
+    from .train.preflight import check_device
     from .train.think import load_point, system2
 
-    from .train.preflight import check_device
+    # the flags first: nothing is loaded for a run that cannot start
+    steps, candidates = _ints(args.steps, "--steps"), _ints(args.candidates, "--candidates")
+    for flag, value in (("--tokens", args.tokens), ("--verify-steps", args.verify_steps)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value}: must be >= 1")
     check_device(args.device, "--device")
     try:
         cfg, model, trial_id = load_point(args.checkpoint, device=args.device)
@@ -140,9 +150,9 @@ def _think(args) -> int:
         raise ConfigError(f"{args.checkpoint}: not a checkpoint written by train ({type(err).__name__}: "
                           f"{str(err).splitlines()[0][:160] if str(err) else ''}); pass the DIR/last.pt that "
                           "train --checkpoint-dir DIR wrote") from None
-    rows, tokens, sequences = system2(cfg, model, sets=args.sets.split(","), steps=_ints(args.steps),
-                           candidates=_ints(args.candidates), verify_steps=args.verify_steps,
-                           n_tokens=args.tokens, seed=args.seed, trial_id=trial_id, sweep=args.sweep)
+    rows, tokens, sequences = system2(cfg, model, sets=args.sets.split(","), steps=steps, candidates=candidates,
+                                      verify_steps=args.verify_steps, n_tokens=args.tokens, seed=args.seed,
+                                      trial_id=trial_id, sweep=args.sweep)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "think.parquet"
     write_rows_atomic(rows, out)
     if tokens is not None:   # CSV: not a row file, so `ebt-sweep fit` never mistakes it for one

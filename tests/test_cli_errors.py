@@ -88,6 +88,8 @@ def test_fit_think_stop_on_bad_input(capsys, tmp_path):
     one_clean_line(*run(capsys, "think", garbage), str(garbage), "not a checkpoint written by train")
     one_clean_line(*run(capsys, "think", tmp_path / "missing.pt"), "missing.pt", "no such file")
     one_clean_line(*run(capsys, "think", garbage, "--device", "tpu"), "--device: 'tpu' is not a device")
+    one_clean_line(*run(capsys, "think", garbage, "--steps", "1,0"), "--steps '1,0': expected comma-separated")
+    one_clean_line(*run(capsys, "think", garbage, "--tokens", "0"), "--tokens 0: must be >= 1")
 
 
 @pytest.mark.parametrize("code, what, fix", [
