@@ -249,8 +249,9 @@ class TrainConfig:
         "batch_size": Span(1, 2 ** 24), "tokens": Span(0, INT64_MAX, note="0 = use steps"),
         "steps": Span(0, INT64_MAX, note="0 = from tokens"), "eval_every": Span(1, INT64_MAX),
         "eval_tokens": Span(1, INT64_MAX), "log_every": Span(1, INT64_MAX),
-        "checkpoint_every": Span(0, INT64_MAX, note="0 = only at the end"), "threads": Span(0, 4096, note="0 = torch's default"),
-        "fail_at_step": Span(-1, INT64_MAX, note="-1 = off"), "micro_batch_size": Span(0, 2 ** 24, note="0 = the whole batch"),
+        "checkpoint_every": Span(0, INT64_MAX, note="0 = only at the end"),
+        "threads": Span(0, 4096, note="0 = torch's default"), "fail_at_step": Span(-1, INT64_MAX, note="-1 = off"),
+        "micro_batch_size": Span(0, 2 ** 24, note="0 = the whole batch"),
         "data_parallel": Span(0, 4096)}
 
 
@@ -592,12 +593,17 @@ def _blame_override(message: str, path: str, overrides: list[str], base: dict) -
     key = rest.split(":", 1)[0].strip()
     for pair in overrides:
         if pair.split("=", 1)[0].strip() == key:
-            return f"--set {pair}: {rest.split(':', 1)[1].strip() if ':' in rest else rest}"
+            return f"--set {_cut(pair)}: {rest.split(':', 1)[1].strip() if ':' in rest else rest}"
     try:
         config_from_dict(base, path)
     except ConfigError:
         return None          # the file is at fault on its own
-    return f"--set {' --set '.join(overrides)} (over {path}): {rest}"
+    shown = " --set ".join(map(_cut, overrides[:4])) + (" ..." if len(overrides) > 4 else "")
+    return f"--set {shown} (over {path}): {rest}"
+
+
+def _cut(text: str, n: int = 120) -> str:
+    return text if len(text) <= n else text[:n] + "..."
 
 
 # --------------------------------------------------------------------------- resolving

@@ -52,11 +52,13 @@ def test_a_mistake_in_the_other_preset_stops_any_scale(tmp_path, scale):
 def test_a_default_every_preset_overrides_is_still_checked(tmp_path):
     def bad_default(t):
         t["base"]["optim"]["weight_decay"] = float("nan")
-    assert "base.optim.weight_decay: nan is not a finite number" in error_of(load_plan, spec_with(tmp_path, bad_default), "cpu")
+    msg = error_of(load_plan, spec_with(tmp_path, bad_default), "cpu")
+    assert "base.optim.weight_decay: nan is not a finite number" in msg
 
     def shadowed(t):
         t["axes"] = {"depth": [1]}        # both presets set their own axes
-    assert "axes: every preset (cpu, paper) sets its own axes" in error_of(load_plan, spec_with(tmp_path, shadowed), "cpu")
+    msg = error_of(load_plan, spec_with(tmp_path, shadowed), "cpu")
+    assert "axes: every preset (cpu, paper) sets its own axes" in msg
 
 
 # ------------------------------------------------------------------ backend keys
@@ -161,7 +163,8 @@ def test_axis_values_are_sane(tmp_path):
 
     def deep(t):
         t["scales"]["cpu"]["axes"]["depth"] = [2, 5000]
-    assert "axes.depth: 5000 is out of range; use a value >= 1 and <= 1024" in error_of(load_plan, spec_with(tmp_path, deep), "cpu")
+    msg = error_of(load_plan, spec_with(tmp_path, deep), "cpu")
+    assert "axes.depth: 5000 is out of range; use a value >= 1 and <= 1024" in msg
 
     def seeds(t):
         t["scales"]["cpu"]["seeds"] = [0, -1]
@@ -189,7 +192,10 @@ def test_messages_never_print_unbounded_values(tmp_path):
                  f"model: {{n_layers: [{', '.join(['1'] * 20000)}]}}\n", f"optim: {{lr: {'9' * 5000}}}\n"):
         msg = error_of(load_config, write(tmp_path, text))
         assert len(msg) < 400 + len(str(tmp_path)), len(msg)
-    assert len(error_of(load_config, tmp_path / "x.yaml", [f"model.d_model={big}"])) < 400 + len(str(tmp_path))
+    point = write(tmp_path, POINT)
+    for pairs in ([f"model.d_model={big}"], [f"model.d_model=2{'0' * 30}"], [f"train.tokens={'1' * 30}"] * 50):
+        msg = error_of(load_config, point, pairs)
+        assert msg.startswith("--set ") and len(msg) < 400 + len(str(tmp_path)), msg[:300]
 
 
 def test_overrides_that_are_not_yaml_are_clean_errors(tmp_path):

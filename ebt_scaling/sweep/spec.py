@@ -246,7 +246,8 @@ def _one_preset(data: dict, s: str, scale: str, path: str) -> SweepSpec:
     _type(rules, dict, s, "rules")
     axes = _axes(data.get("axes") or {}, s)
     needed = X_AXES[x]
-    if needed and not any(a in axes for a in needed) and not (x == "data" and _rule_name(rules, "tokens") != "constant"):
+    tokens_rule = _rule_name(rules, "tokens") != "constant"
+    if needed and not any(a in axes for a in needed) and not (x == "data" and tokens_rule):
         raise ConfigError(f"{s}: axes: x is {x!r} but none of {', '.join(needed)} is an axis; add one")
     description = check_value(data.get("description", ""), str, f"{s}: description")
     backend = data.get("backend") or {}
@@ -255,7 +256,8 @@ def _one_preset(data: dict, s: str, scale: str, path: str) -> SweepSpec:
     return SweepSpec(name=name, x=x, path=path, scale=scale, families=tuple(families), seeds=tuple(seeds),
                      base=base, rules=_rules(rules, s, axes), axes=axes,
                      resources=_resources(data.get("resources") or {}, s),
-                     slurm=_slurm(backend.get("slurm") or {}, s), ray=from_dict(RayOptions, backend.get("ray"), f"{s}: backend.ray."),
+                     slurm=_slurm(backend.get("slurm") or {}, s),
+                     ray=from_dict(RayOptions, backend.get("ray"), f"{s}: backend.ray."),
                      head_dim=head_dim, est_flops_per_s=est or 0.0, description=description,
                      scales=tuple(scales))
 
