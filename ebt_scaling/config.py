@@ -155,6 +155,7 @@ class TrainConfig:
     eval_tokens: int = 16384            # held-out tokens per evaluation
     log_every: int = 10
     checkpoint_every: int = 0           # steps; 0 -> only at the end when a dir is set
+    checkpoint_minutes: float = 0.0     # also checkpoint after this much wall time; 0 -> off
     checkpoint_dir: str = ""
     device: str = "auto"                # "auto" | "cpu" | "cuda" | "cuda:1"
     precision: str = "auto"             # "auto" (bf16 autocast on CUDA) | "fp32" | "bf16"
@@ -169,7 +170,7 @@ class TrainConfig:
 
 
 # train.* keys that say where/how a point runs, not what it is (left out of Config.hash)
-PLACEMENT_KEYS = ("checkpoint_dir", "checkpoint_every", "device", "threads", "track", "track_dir",
+PLACEMENT_KEYS = ("checkpoint_dir", "checkpoint_every", "checkpoint_minutes", "device", "threads", "track", "track_dir",
                   "micro_batch_size", "compile", "data_parallel")
 # what train.track may name (ebt_scaling/results/trackers.py)
 TRACKERS = ("tensorboard", "wandb", "mlflow")
@@ -474,6 +475,7 @@ def validate(cfg: Config, source: str = "<config>") -> Config:
     _need(t.eval_every >= 1, f"{s}: train.eval_every", "must be >= 1")
     _need(t.eval_tokens >= d.seq_len, f"{s}: train.eval_tokens", f"must be >= data.seq_len ({d.seq_len})")
     _need(t.log_every >= 1, f"{s}: train.log_every", "must be >= 1")
+    _need(t.checkpoint_minutes >= 0, f"{s}: train.checkpoint_minutes", "must be >= 0 (0 = off)")
     _need(t.precision in ("auto", "fp32", "bf16"), f"{s}: train.precision", "one of auto, fp32, bf16")
     unknown = [n for n in tracker_names(t.track) if n not in TRACKERS]
     _need(not unknown, f"{s}: train.track", f"unknown tracker(s) {unknown}; choose from "

@@ -8,7 +8,8 @@ import pyarrow.dataset as pads
 import pytest
 
 from ebt_scaling import final_points, load_results
-from ebt_scaling.execute.base import Layout, launch
+from ebt_scaling.execute.launcher import launch
+from ebt_scaling.execute.layout import Layout
 from ebt_scaling.execute.local import LocalExecutor
 from ebt_scaling.fit.io import read_results
 from ebt_scaling.results.dataset import row_files

@@ -5,7 +5,9 @@ import subprocess
 import pytest
 import submitit
 
-from ebt_scaling.execute.base import Layout, launch, read_manifest
+from ebt_scaling.execute.launcher import launch
+from ebt_scaling.execute.layout import Layout
+from ebt_scaling.execute.state import read_manifest
 from ebt_scaling.execute.slurm import SlurmExecutor, TrialJob
 from ebt_scaling.fit.io import read_results as _read_table
 
