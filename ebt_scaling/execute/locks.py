@@ -30,6 +30,7 @@ from pathlib import Path
 from ..config import ConfigError
 
 STALL_MINUTES = 30.0      # default: a holder silent this long is reported as stalled
+MANIFEST_TIMEOUT_S = 120.0    # the longest anyone waits for the manifest lock
 
 
 class LockTimeout(ConfigError):
@@ -182,8 +183,9 @@ def steal(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def manifest_lock(state_dir: Path, timeout: float = 120.0, notice: float = 3.0, out=None):
+def manifest_lock(state_dir: Path, timeout: float | None = None, notice: float = 3.0, out=None):
     """The sweep's state lock (manifest.json and plan.json are rewritten under it)."""
+    timeout = MANIFEST_TIMEOUT_S if timeout is None else timeout
     path = Path(state_dir) / ".manifest.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -219,4 +221,18 @@ def _lock_owner(path: Path) -> str:
         host, pid = Path(path).read_text().split()
         return f"pid {pid} on {host}"
     except (OSError, ValueError):
-        return "an unknown process"
+        pid = _flock_pid(path)      # a process that did not write its name (`flock FILE cmd`, say)
+        return f"pid {pid} on {socket.gethostname()}" if pid else "an unknown process"
+
+
+def _flock_pid(path: Path) -> int:
+    """The pid /proc/locks gives for a flock on this file (Linux), 0 when unknown."""
+    try:
+        ino = os.stat(path).st_ino
+        for line in Path("/proc/locks").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(ino):
+                return int(parts[4])
+    except (OSError, ValueError):
+        pass
+    return 0

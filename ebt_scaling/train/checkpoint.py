@@ -36,8 +36,11 @@ def extra_path(path: Path, step: int) -> Path:
 
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:          # a failed write (a full disk) leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
 
 
 def load(path: Path, model, opt, device, expect_hash: str | None = None) -> tuple[int, dict]:
