@@ -208,7 +208,7 @@ def cmd_status(args, out=None) -> int:
     from ..results.dataset import PLAN_FILE, STATE_DIR
     from .launcher import read_plan
     from .layout import Layout
-    from .state import parquet_path, read_manifest, trial_state
+    from .state import load_row_index, parquet_path, read_manifest, save_row_index, trial_state
     stall = getattr(args, "stall_minutes", STALL_MINUTES)
     target = Path(args.target)
     if target.is_file():
@@ -231,6 +231,7 @@ def cmd_status(args, out=None) -> int:
             return rc
         layout = Layout(dirs[0].parent, dirs[0].name)
         entries = read_plan(layout)
+    load_row_index(layout)
     manifest = read_manifest(layout)
     counts = {"done": 0, "running": 0, "failed": 0, "partial": 0, "pending": 0}
     lines = []
@@ -258,6 +259,7 @@ def cmd_status(args, out=None) -> int:
           f"{'wall':>8} {'attempts':>8}", file=out)
     for line in lines:
         print(line, file=out)
+    save_row_index(layout)
     return 0 if counts["failed"] + counts["partial"] == 0 else 1
 
 

@@ -20,7 +20,8 @@ from ..sweep.trial import Trial
 from .layout import Layout, Unreadable, keep_aside, read_json, write_json_atomic
 from .locks import STALL_MINUTES, holder, manifest_lock, steal
 from .progress import Progress
-from .state import DONE, parquet_path, parquet_state, read_manifest, retry_verdict
+from .state import (DONE, load_row_index, parquet_path, parquet_state, read_manifest, retry_verdict,
+                    save_row_index)
 
 
 class Executor:
@@ -104,6 +105,16 @@ def write_plan(layout: Layout, trials: list[Trial], spec_path: str, scale: str) 
 
 
 # --------------------------------------------------------------------------- launch
+def scan(layout: Layout, trials: list[Trial], max_attempts: int) -> tuple[list[Trial], dict]:
+    """One round's look at the sweep: (trials to run, {trial id: Holder} of those held
+    by another process). Rows are read only when their file changed (state.py)."""
+    manifest = read_manifest(layout)
+    todo = [t for t in trials if needs_run(layout, t, manifest, max_attempts)]
+    held = {t.id: h for t in todo if (h := holder(layout.lock(t.id))) is not None}
+    save_row_index(layout)
+    return todo, held
+
+
 class Terminated(KeyboardInterrupt):
     """The launcher got SIGTERM: unwind as for Ctrl-C, so the backend stops its trials."""
 
@@ -124,6 +135,7 @@ def launch(trials: list[Trial], executor: Executor, root: str | os.PathLike, max
     root = Path(root).resolve()
     layout = Layout(root, trials[0].sweep)
     layout.make()
+    load_row_index(layout)
     write_plan(layout, trials, spec_path, scale)
     max_attempts = 1 + max(0, max_retries)
     prog = Progress(layout, trials, executor.parallelism, out, max_attempts, stall_minutes)
@@ -138,11 +150,9 @@ def launch(trials: list[Trial], executor: Executor, root: str | os.PathLike, max
     try:
         rounds, told = 0, ("", 0.0)
         while True:
-            manifest = read_manifest(layout)
-            todo = [t for t in trials if needs_run(layout, t, manifest, max_attempts)]
+            todo, held = scan(layout, trials, max_attempts)
             if not todo:
                 break
-            held = {t.id: h for t in todo if (h := holder(layout.lock(t.id))) is not None}
             if take_over:
                 for tid, h in list(held.items()):
                     if not h.alive and steal(layout.lock(tid)):

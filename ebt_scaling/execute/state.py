@@ -38,6 +38,7 @@ ATTEMPT_LINE = re.compile(r"^=== .*? attempt (\d+) of (\S+)", re.M)
 
 # --------------------------------------------------------------------------- rows
 _row_cache: dict[str, tuple[tuple, tuple[str, str]]] = {}
+ROW_INDEX = "rows-index.json"    # the cache on disk: a new launcher or `status` reads one file, not 1000
 
 
 def parquet_state(path: Path) -> tuple[str, str]:
@@ -53,12 +54,42 @@ def parquet_state(path: Path) -> tuple[str, str]:
         return hit[1]
     import pyarrow.parquet as pq
     try:
-        frame = pq.read_table(path, columns=["kind", "status", "error", "val_loss"]).to_pandas()
-        result = outcome(frame)
+        result = outcome(pq.ParquetFile(path).read(columns=["kind", "status", "error", "val_loss"]).to_pydict())
     except Exception as e:   # truncated or foreign: keep the reason; the next attempt sets it aside
         result = PARTIAL, f"unreadable parquet {Path(path).name} ({type(e).__name__}: {str(e)[:160]})"
     _row_cache[str(path)] = (key, result)
     return result
+
+
+def load_row_index(layout: Layout) -> None:
+    """Seed the cache from `_state/rows-index.json` (entries are checked against each
+    file's inode, mtime and size before use, so a stale index costs only a read)."""
+    try:
+        index = read_json(layout.state / ROW_INDEX, {})
+    except (Unreadable, OSError):
+        return
+    for name, entry in index.items():
+        try:
+            ino, mtime, size, state, reason = entry
+            _row_cache.setdefault(str(layout.dir / name), ((ino, mtime, size), (state, reason)))
+        except (TypeError, ValueError):
+            continue
+
+
+def save_row_index(layout: Layout) -> None:
+    """Write the cache's entries for this sweep's own files (best effort: it is a cache)."""
+    prefix = str(layout.dir) + os.sep
+    index = {k[len(prefix):]: [*key, *result] for k, (key, result) in _row_cache.items()
+             if k.startswith(prefix) and os.sep not in k[len(prefix):]}
+    try:
+        old = read_json(layout.state / ROW_INDEX, {})
+    except (Unreadable, OSError):
+        old = {}
+    if old != index:
+        try:
+            write_json_atomic(layout.state / ROW_INDEX, index)
+        except OSError:
+            pass
 
 
 def unreadable(reason: str) -> bool:

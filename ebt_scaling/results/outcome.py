@@ -12,20 +12,22 @@ import pandas as pd
 DONE, FAILED, PARTIAL, PENDING = "done", "failed", "partial", "pending"
 
 
-def outcome(frame: pd.DataFrame) -> tuple[str, str]:
-    """(done | failed | partial | pending, reason) of one trial's rows (columns kind,
-    status, error, val_loss; in the order they were written)."""
-    if frame.empty:
+def outcome(rows: dict) -> tuple[str, str]:
+    """(done | failed | partial | pending, reason) of one trial's rows, given as columns
+    {"kind": [...], "status": [...], "error": [...], "val_loss": [...]} in the order they
+    were written (pyarrow's Table.to_pydict())."""
+    kinds = rows["kind"]
+    if not kinds:
         return PENDING, ""
-    final = frame[frame["kind"].astype(str) == "final"]
-    if final.empty:
+    finals = [i for i, k in enumerate(kinds) if k == "final"]
+    if not finals:
         return PARTIAL, ""
-    last = final.iloc[-1]
-    if str(last["status"]) != "ok":
-        return FAILED, str(last["error"] or "failed (no reason recorded)")
-    loss = float(last["val_loss"]) if last["val_loss"] is not None else math.nan
-    if not math.isfinite(loss):
-        return FAILED, f"the final validation loss is {loss} (a final row with status ok but no finite loss)"
+    i = finals[-1]
+    if rows["status"][i] != "ok":
+        return FAILED, str(rows["error"][i] or "failed (no reason recorded)")
+    loss = rows["val_loss"][i]
+    if loss is None or not math.isfinite(loss):
+        return FAILED, f"its final row says ok but has no finite validation loss ({loss})"
     return DONE, ""
 
 

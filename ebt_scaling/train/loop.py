@@ -150,8 +150,8 @@ def _train(cfg: Config, sink, trial_id: str, sweep: str, stop: StopRequest | Non
                           tokens=state["tokens"], flops=state["flops"], wall_time=time.time() - t0,
                           time_unix=time.time(), **base))
             sink.flush()
-        except Exception as write_error:
-            reason += f"\n(its failed row could not be written: {type(write_error).__name__}: {write_error})"
+        except Exception as write_error:     # said first: status shows the first line
+            reason = f"its failed row could not be written ({type(write_error).__name__}: {write_error}): {reason}"
         return Summary(trial_id, "failed", reason, state["step"], state["tokens"], state["flops"],
                        wall_time=time.time() - t0, retryable=retryable)
     finally:
