@@ -463,3 +463,84 @@ def test_a_round_and_a_progress_line_over_1000_trials_are_fast(tmp_path):
     layout, trials = build(tmp_path, 1000)
     figures = measure(layout, trials, repeats=2)
     assert figures["round_s"] < 1.0 and figures["progress_s"] < 1.0, figures
+
+
+# ------------------------------------------------------------------ 4, 5, 8 on the real Slurm
+from test_execute_slurm import slurm_idle  # noqa: E402
+
+
+def _steps_for(seconds: float) -> int:
+    """Steps of the tiny config that take about `seconds` here, now (the machine is shared:
+    the rate is measured over 5 s of training, beside whatever else runs)."""
+    import torch
+    torch.set_num_threads(1)
+
+    class Clock(MemorySink):
+        def emit(self, row):
+            super().emit(row)
+            if time.perf_counter() - t0 > 5:
+                raise KeyboardInterrupt
+    t0 = time.perf_counter()
+    sink = Clock()
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(train={"steps": 10 ** 6, "eval_every": 10 ** 6, "log_every": 10}), sink)
+    return int(seconds * sink.rows[-1].step / (time.perf_counter() - t0))
+
+
+def _comparable(frame):
+    rows = frame[frame["kind"].isin(["train", "eval", "final"])].sort_values(["step", "kind"])
+    return rows[["kind", "step", "train_loss", "val_loss", "lr", "grad_norm", "tokens"]].reset_index(drop=True)
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not slurm_idle(), reason="no idle Slurm node (run scripts/slurm-up.sh)")
+def test_a_trial_longer_than_its_time_limit_finishes_through_requeues(tmp_path, capsys):
+    from ebt_scaling.execute.slurm import SlurmExecutor
+    from ebt_scaling.sweep.spec import SlurmOptions
+    steps = min(200_000, max(500, _steps_for(150)))        # about 2.5 minutes of training, 1-minute limit
+    d = spec_dict(depths=(1,), train={"steps": steps, "eval_every": max(1, steps // 4), "log_every": 25})
+    t = trials_of(d)
+    reference = tmp_path / "reference"
+    th = threading.Thread(target=run_trial, args=(t[0], reference))
+    th.start()                       # the uninterrupted run, beside the Slurm one
+    counts = launch(t, SlurmExecutor(SlurmOptions(time="00:01:00"), poll=1.0), tmp_path / "slurm",
+                    max_retries=0, progress_every=600)
+    th.join()
+    assert counts["done"] == 1, capsys.readouterr().out
+    rec = read_manifest(Layout(tmp_path / "slurm", "depth"))[t[0].id]
+    requeues = [h for h in rec["history"] if h["status"] == "requeued"]
+    assert len(requeues) >= 3 and rec["attempts"] == 1, rec["history"]
+    assert [h["step"] for h in requeues] == sorted({h["step"] for h in requeues})   # each made progress
+    got = _comparable(read_results(tmp_path / "slurm" / "depth").frame)
+    want = _comparable(read_results(reference / "depth").frame)
+    pd.testing.assert_frame_equal(got, want)
+    assert_no_duplicates(tmp_path / "slurm")
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not slurm_idle(), reason="no idle Slurm node (run scripts/slurm-up.sh)")
+def test_a_relaunch_adopts_slurm_tasks_still_queued(tmp_path, capsys):
+    from ebt_scaling.execute.slurm import SlurmExecutor, squeue_states
+    from ebt_scaling.sweep.spec import SlurmOptions
+    t = trials_of(spec_dict(depths=(1, 2)))
+    ex = SlurmExecutor(SlurmOptions(time="00:05:00"), poll=0.5)
+    first = ex.submit(t, tmp_path, 3)              # a launcher that submitted, then died
+    ids = sorted(j for _, j, _, _ in first)
+    assert set(squeue_states(ids)) == set(ids)
+    counts = launch(t, SlurmExecutor(SlurmOptions(time="00:05:00"), poll=0.5), tmp_path, progress_every=600)
+    out = capsys.readouterr().out
+    assert counts["done"] == 2 and "adopting 2 Slurm task(s)" in out
+    m = read_manifest(Layout(tmp_path, "depth"))
+    assert sorted(r["slurm_job"] for r in m.values()) == ids and all(r["attempts"] == 1 for r in m.values())
+    assert_no_duplicates(tmp_path)
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not slurm_idle(), reason="no idle Slurm node (run scripts/slurm-up.sh)")
+def test_a_bad_partition_is_one_message_with_exit_code_2(tmp_path):
+    spec = write_spec(tmp_path, spec_dict(depths=(1,)))
+    r = cli("launch", str(spec), "--backend", "slurm", "--partition", "nope", "--results", str(tmp_path / "r"),
+            "--scale", "cpu")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and "Slurm did not accept the jobs" in r.stderr
+    assert "invalid partition" in r.stderr.lower() and "--partition" in r.stderr
