@@ -148,7 +148,7 @@ def launch(trials: list[Trial], executor: Executor, root: str | os.PathLike, max
     ticker = threading.Thread(target=prog.loop, args=(stop, progress_every), daemon=True)
     ticker.start()
     try:
-        rounds, told = 0, ("", 0.0)
+        rounds, told = 0, ((), 0.0)     # what the last wait message said, and when
         while True:
             todo, held = scan(layout, trials, max_attempts)
             if not todo:
@@ -166,11 +166,12 @@ def launch(trials: list[Trial], executor: Executor, root: str | os.PathLike, max
                         print(f"trial {tid}: locked by {h.describe(stall_minutes)}; run again with --steal "
                               "to take it over", file=out, flush=True)
                     break
-                msg = "; ".join(f"{tid} held by {h.describe(stall_minutes)}" for tid, h in sorted(held.items()))
-                if msg.split(",")[0] != told[0].split(",")[0] or time.time() - told[1] > max(60.0, progress_every):
+                key = tuple(sorted((tid, h.pid, h.stalled(stall_minutes)) for tid, h in held.items()))
+                if key != told[0] or time.time() - told[1] > max(60.0, progress_every):
+                    msg = "; ".join(f"{tid} held by {h.describe(stall_minutes)}" for tid, h in sorted(held.items()))
                     print(f"waiting for {len(held)} trial(s) trained by another process: {msg[:600]}",
                           file=out, flush=True)
-                    told = (msg, time.time())
+                    told = (key, time.time())
                 time.sleep(poll)
                 continue
             rounds += 1

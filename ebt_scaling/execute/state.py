@@ -236,12 +236,10 @@ def trial_state(layout: Layout, tid: str, manifest: dict | None = None,
         return TrialState(state, reason, attempts)
     if status == REQUEUED:
         return TrialState(PENDING, rec.get("error", "") or "requeued", attempts)
-    if state == PARTIAL:
-        if not reason:
-            reason = (rec.get("error") or "the trial's process ended without a final row (killed, preempted "
-                      "or out of memory)") if status != RUNNING else \
-                "the trial's process ended without a final row (killed, preempted or out of memory)"
-        return TrialState(PARTIAL, reason, attempts)
+    if state == PARTIAL:      # the reason: the file's, else what the last attempt recorded
+        recorded = rec.get("error", "") if status != RUNNING else ""
+        return TrialState(PARTIAL, reason or recorded or "the trial's process ended without a final row "
+                          "(killed, preempted or out of memory)", attempts)
     if attempts and status in (FAILED, INTERRUPTED):
         return TrialState(FAILED, rec.get("error", "") or "failed before writing any row", attempts)
     if attempts and status == RUNNING:
