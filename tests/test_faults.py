@@ -3,7 +3,6 @@ locks and (marked `slurm`) the local Slurm. The README's "What survives what" ta
 lists the same faults."""
 import errno
 import io
-import json
 import math
 import os
 import signal
@@ -21,7 +20,7 @@ from ebt_scaling.execute import locks
 from ebt_scaling.execute.launcher import launch, read_plan
 from ebt_scaling.execute.layout import Layout
 from ebt_scaling.execute.local import LocalExecutor
-from ebt_scaling.execute.locks import TrialLock, holder, manifest_lock
+from ebt_scaling.execute.locks import holder, manifest_lock
 from ebt_scaling.execute.state import parquet_state, read_manifest, trial_state, update_manifest
 from ebt_scaling.execute.worker import run_trial
 from ebt_scaling.fit.io import read_results, select_points

@@ -80,7 +80,10 @@ class LocalExecutor(Executor):
                     layout = Layout(root, t.sweep)
                     if is_locked(layout.lock(t.id)) or parquet_state(parquet_path(layout, t.id))[0] == DONE:
                         continue      # another launcher has it (or just finished it): no process needed
-                    running.append((t, self._spawn(t, root, max_attempts)))
+                    try:
+                        running.append((t, self._spawn(t, root, max_attempts)))
+                    except OSError as e:    # a full disk: the trial stays as it is, for a later round
+                        print(f"warning: could not start trial {t.id}: {e}", file=sys.stderr, flush=True)
                 still = []
                 for t, p in running:
                     code = p.poll()

@@ -142,8 +142,13 @@ class SlurmExecutor(Executor):
                                   "partitions; is slurmctld up? bash scripts/slurm-up.sh)") from e
             for t, j in zip(group, js):
                 jobs.append((t, j.job_id, str(j.paths.result_pickle), str(j.paths.stderr)))
-                update_manifest(layout, t.id, lambda r, j=j: r.update(
-                    slurm_job=j.job_id, slurm_result=str(j.paths.result_pickle), slurm_stderr=str(j.paths.stderr)))
+                try:
+                    update_manifest(layout, t.id, lambda r, j=j: r.update(
+                        slurm_job=j.job_id, slurm_result=str(j.paths.result_pickle),
+                        slurm_stderr=str(j.paths.stderr)))
+                except OSError as e:        # only adoption by a later launch is lost
+                    print(f"warning: could not record slurm job {j.job_id} of trial {t.id}: {e}",
+                          file=sys.stderr, flush=True)
         return jobs
 
     def adoptable(self, trials: list[Trial], root: Path) -> list[tuple[Trial, str, str, str]]:

@@ -146,8 +146,11 @@ def read_manifest(layout: Layout) -> dict:
             return data["trials"]
     except Unreadable:
         pass
-    with manifest_lock(layout.state):
-        return _load_locked(layout)["trials"]
+    try:
+        with manifest_lock(layout.state):
+            return _load_locked(layout)["trials"]
+    except PermissionError:       # a read-only folder: repair in memory, for this command only
+        return rebuild_records(layout)
 
 
 def _load_locked(layout: Layout) -> dict:
