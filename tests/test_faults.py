@@ -450,9 +450,9 @@ def test_ray_start_up_errors_are_one_message(monkeypatch):
         raise ConnectionError("Could not find any running Ray instance.\nPlease specify ...")
     monkeypatch.setattr(ray, "init", boom)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    with pytest.raises(ConfigError, match=r"could not start or join the Ray cluster at 'ray://nowhere:1'.*"
+    with pytest.raises(ConfigError, match=r"could not start or join the Ray cluster at 'auto'.*"
                                           r"Could not find any running Ray instance\.; check --address"):
-        RayExecutor(address="ray://nowhere:1")._init()
+        RayExecutor(address="auto")._init()
 
 
 # ------------------------------------------------------------------ 9. scale
@@ -543,3 +543,16 @@ def test_a_bad_partition_is_one_message_with_exit_code_2(tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stderr and "Slurm did not accept the jobs" in r.stderr
     assert "invalid partition" in r.stderr.lower() and "--partition" in r.stderr
+
+
+def test_a_ray_address_where_nothing_listens_is_one_message_at_once(tmp_path):
+    import socket
+    with socket.socket() as s:          # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = write_spec(tmp_path, spec_dict(depths=(1,)))
+    t0 = time.time()
+    r = cli("launch", str(spec), "--address", f"127.0.0.1:{port}", "--results", str(tmp_path / "r"), "--scale", "cpu",
+            timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"nothing answers at 127.0.0.1:{port}" in r.stderr and time.time() - t0 < 60

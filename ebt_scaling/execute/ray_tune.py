@@ -47,6 +47,8 @@ class RayExecutor(Executor):
             return
         kw = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING",
                   log_to_driver=self.verbose > 0, ignore_reinit_error=True)
+        if self.address:
+            reachable(self.address)
         try:
             if self.address:
                 ray.init(address=self.address, **kw)
@@ -92,3 +94,18 @@ class RayExecutor(Executor):
             ray.shutdown()
             self.started = False
 
+
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when nothing listens at a host:port address (ray.init would retry for
+    minutes); "auto" and addresses without a port are left to Ray."""
+    import socket
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"--address {address}: nothing answers at {host}:{port} ({e.strerror or e}); start the "
+                          "cluster (`ray start --head`), fix --address / backend.ray.address, or leave it "
+                          "out for an embedded cluster") from None

@@ -77,7 +77,10 @@ def load_row_index(layout: Layout) -> None:
 
 
 def save_row_index(layout: Layout) -> None:
-    """Write the cache's entries for this sweep's own files (best effort: it is a cache)."""
+    """Write the cache's entries for this sweep's own files (best effort: it is a cache;
+    never the first file of a sweep that was not launched)."""
+    if not layout.state.is_dir():
+        return
     prefix = str(layout.dir) + os.sep
     index = {k[len(prefix):]: [*key, *result] for k, (key, result) in _row_cache.items()
              if k.startswith(prefix) and os.sep not in k[len(prefix):]}
