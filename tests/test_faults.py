@@ -385,7 +385,8 @@ def test_max_retries_help_says_what_it_does():
     r = cli("launch", "--help")
     text = " ".join(r.stdout.split())
     assert "until it has had 1+N attempts in all" in text and "over every launch" in text
-    assert "Never retried: configuration errors" in text and "is not counted" in text
+    assert "Never retried: configuration errors" in text and "failed twice the same way at the same step" in text
+    assert "Not counted: a Slurm requeue" in text and "a full disk" in text
 
 
 # ------------------------------------------------------------------ 8. the failure path cannot raise
@@ -408,9 +409,13 @@ def test_a_full_disk_while_writing_the_failed_row_keeps_the_trial_retryable(tmp_
     assert not list(tmp_path.rglob(".*.tmp*"))                   # no temporary file left behind
     ts = trial_state(layout, t.id)
     assert ts.state == "partial" and "No space left on device" in ts.reason   # not "killed or out of memory"
+    rec = read_manifest(layout)[t.id]
+    assert rec["uncounted"] == 1 and rec["history"][-1]["failure"] == "environment"   # not the point's fault
     monkeypatch.setattr(store.pq, "write_table", real)           # space again: the trial is retried
-    out = run_trial(t, tmp_path, max_attempts=2)
-    assert read_manifest(layout)[t.id]["attempts"] == 2 and trial_state(layout, t.id).state == "failed"
+    run_trial(t, tmp_path, max_attempts=1)                       # one counted attempt is still left
+    rec = read_manifest(layout)[t.id]
+    assert rec["attempts"] == 2 and trial_state(layout, t.id).state == "failed"     # its own NaN, this time
+    assert rec["history"][-1]["failure"] == "training"
     assert_no_duplicates(tmp_path)
 
 
@@ -556,3 +561,29 @@ def test_a_ray_address_where_nothing_listens_is_one_message_at_once(tmp_path):
             timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert f"nothing answers at 127.0.0.1:{port}" in r.stderr and time.time() - t0 < 60
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/proc/filesystems").read_text().count("tmpfs"),
+                    reason="needs root to mount a small tmpfs")
+def test_a_real_full_disk_fails_cleanly_then_resumes(tmp_path):
+    """A 400 KiB tmpfs fills with the first checkpoints; after it grows, the next launch resumes."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], check=True)
+    try:
+        d = spec_dict(depths=(1, 2, 3), train={"steps": 60, "checkpoint_every": 5})
+        d["base"]["model"]["d_model"] = 64
+        spec = write_spec(tmp_path, d)
+        args = ("launch", str(spec), "--backend", "local", "--results", str(disk / "res"), "--scale", "cpu")
+        r = cli(*args)
+        assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+        assert "No space left on device" in r.stdout and not list(disk.rglob(".*.tmp*"))
+        subprocess.run(["mount", "-o", "remount,size=30m", str(disk)], check=True)
+        r = cli(*args)
+        assert r.returncode == 0 and "3/3 done" in r.stdout, r.stdout + r.stderr
+        m = read_manifest(Layout(disk / "res", "depth"))
+        assert all(rec["uncounted"] == 1 and rec["history"][0]["failure"] == "environment" for rec in m.values())
+        assert_no_duplicates(disk / "res")
+    finally:
+        subprocess.run(["umount", str(disk)])

@@ -36,8 +36,9 @@ def register(sub) -> None:
                         "attempts in all (default 2: three). Attempts are counted in "
                         "<results>/<sweep>/_state/manifest.json over every launch, so a later launch "
                         "retries a failed trial only if N is raised. Never retried: configuration errors, "
-                        "and a trial that failed twice the same way at the same step. A Slurm requeue "
-                        "(time limit, preemption) continues its attempt and is not counted")
+                        "and a trial that failed twice the same way at the same step. Not counted: a Slurm "
+                        "requeue (time limit, preemption), which continues its attempt, and a failure of the "
+                        "machine (a full disk, out of memory), which the next launch retries")
     q.add_argument("--steal", action="store_true",
                    help="take over trials whose lock outlived its holder (the holder process is dead but a "
                         "child kept the lock); without it launch names them and stops")

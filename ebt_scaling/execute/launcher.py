@@ -20,8 +20,8 @@ from ..sweep.trial import Trial
 from .layout import Layout, Unreadable, keep_aside, read_json, write_json_atomic
 from .locks import STALL_MINUTES, holder, manifest_lock, steal
 from .progress import Progress
-from .state import (DONE, load_row_index, parquet_path, parquet_state, read_manifest, retry_verdict,
-                    save_row_index)
+from .state import (DONE, failed_here_since, load_row_index, parquet_path, parquet_state, read_manifest,
+                    retry_verdict, save_row_index)
 
 
 class Executor:
@@ -37,10 +37,13 @@ class Executor:
         pass
 
 
-def needs_run(layout: Layout, t: Trial, manifest: dict, max_attempts: int) -> bool:
+def needs_run(layout: Layout, t: Trial, manifest: dict, max_attempts: int, since: float | None = None) -> bool:
+    """Not done, may still run, and (with `since`, the launch's start) did not fail for
+    the environment during this launch."""
     if parquet_state(parquet_path(layout, t.id))[0] == DONE:
         return False
-    return not retry_verdict(manifest.get(t.id, {}), max_attempts)
+    rec = manifest.get(t.id, {})
+    return not retry_verdict(rec, max_attempts) and not (since is not None and failed_here_since(rec, since))
 
 
 # --------------------------------------------------------------------------- plan.json
@@ -105,11 +108,12 @@ def write_plan(layout: Layout, trials: list[Trial], spec_path: str, scale: str) 
 
 
 # --------------------------------------------------------------------------- launch
-def scan(layout: Layout, trials: list[Trial], max_attempts: int) -> tuple[list[Trial], dict]:
+def scan(layout: Layout, trials: list[Trial], max_attempts: int, since: float | None = None
+         ) -> tuple[list[Trial], dict]:
     """One round's look at the sweep: (trials to run, {trial id: Holder} of those held
     by another process). Rows are read only when their file changed (state.py)."""
     manifest = read_manifest(layout)
-    todo = [t for t in trials if needs_run(layout, t, manifest, max_attempts)]
+    todo = [t for t in trials if needs_run(layout, t, manifest, max_attempts, since)]
     held = {t.id: h for t in todo if (h := holder(layout.lock(t.id))) is not None}
     save_row_index(layout)
     return todo, held
@@ -142,6 +146,7 @@ def launch(trials: list[Trial], executor: Executor, root: str | os.PathLike, max
     done0 = sum(parquet_state(parquet_path(layout, t.id))[0] == DONE for t in trials)
     print(f"sweep {layout.sweep}: {len(trials)} trials, {done0} already done; results in {layout.dir}",
           file=out, flush=True)
+    started = time.time()
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
     stop = threading.Event()
@@ -150,7 +155,7 @@ def launch(trials: list[Trial], executor: Executor, root: str | os.PathLike, max
     try:
         rounds, told = 0, ((), 0.0)     # what the last wait message said, and when
         while True:
-            todo, held = scan(layout, trials, max_attempts)
+            todo, held = scan(layout, trials, max_attempts, since=started)
             if not todo:
                 break
             if take_over:

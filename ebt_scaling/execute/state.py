@@ -33,6 +33,7 @@ RUNNING = "running"
 STATES = (DONE, RUNNING, FAILED, PARTIAL, PENDING)
 # manifest statuses: ok | failed | running | interrupted | requeued (never "done")
 OK, INTERRUPTED, REQUEUED = "ok", "interrupted", "requeued"
+ENVIRONMENT = "environment"     # a failure that is not the point's (a full disk): see retry_verdict
 ATTEMPT_LINE = re.compile(r"^=== .*? attempt (\d+) of (\S+)", re.M)
 
 
@@ -255,17 +256,26 @@ def trial_state(layout: Layout, tid: str, manifest: dict | None = None,
 
 
 def retry_verdict(rec: dict, max_attempts: int) -> str:
-    """Why a trial that is not done may not run again ("" when it may)."""
+    """Why a trial that is not done may not run again ("" when it may). Never: after a
+    configuration error, or twice the same failure at the same step. Attempts that
+    failed for the environment (a full disk, out of memory) are not counted."""
     if rec.get("no_retry"):
         return rec["no_retry"]
-    attempts = int(rec.get("attempts", 0) or 0)
+    attempts = int(rec.get("attempts", 0) or 0) - int(rec.get("uncounted", 0) or 0)
     if attempts >= max_attempts:
         return f"out of attempts ({attempts} of {max_attempts}; raise --max-retries for more)"
-    fails = [h for h in rec.get("history", []) if h.get("status") == FAILED]
+    fails = [h for h in rec.get("history", []) if h.get("status") == FAILED and h.get("failure") != ENVIRONMENT]
     if len(fails) >= 2 and _same_failure(fails[-1], fails[-2]):
         return (f"failed twice the same way at step {fails[-1].get('step')}: {fails[-1].get('error', '')[:200]} "
                 "(not retried again: a third attempt would fail the same way)")
     return ""
+
+
+def failed_here_since(rec: dict, since: float) -> bool:
+    """The trial's last attempt failed for the environment after `since` (this launch
+    does not run it again: a full disk stays full; a later launch will)."""
+    last = (rec.get("history") or [{}])[-1]
+    return last.get("failure") == ENVIRONMENT and float(last.get("finished", 0.0) or 0.0) >= since
 
 
 def _same_failure(a: dict, b: dict) -> bool:

@@ -22,8 +22,8 @@ from pathlib import Path
 from ..sweep.trial import Trial
 from .layout import Layout
 from .locks import Heartbeat, TrialLock
-from .state import (DONE, FAILED, INTERRUPTED, OK, REQUEUED, RUNNING, parquet_path, parquet_state, read_manifest,
-                    retry_verdict, unreadable, update_manifest)
+from .state import (DONE, ENVIRONMENT, FAILED, INTERRUPTED, OK, REQUEUED, RUNNING, parquet_path, parquet_state,
+                    read_manifest, retry_verdict, unreadable, update_manifest)
 
 NO_RETRY_CONFIG = "a configuration error is not retried (fix the config or spec; a fixed point gets a new id)"
 
@@ -63,8 +63,8 @@ def run_trial(trial: Trial, root: str | os.PathLike, max_attempts: int = 3, coun
                 return result or {"trial_id": trial.id, "status": "gave_up", "error": verdict}
             result = _attempt(trial, layout, lock, rec, state, reason, count_attempt, redirect, stop)
             count_attempt = True           # a retry in place is a new attempt
-            if result["status"] in (OK, "unrecorded"):
-                return result
+            if result["status"] in (OK, "unrecorded") or result.get("failure") == ENVIRONMENT:
+                return result              # a full disk: retrying at once would fail the same way
     finally:
         lock.release()
 
@@ -123,18 +123,22 @@ def _attempt(trial: Trial, layout: Layout, lock: TrialLock, rec: dict, state: st
     status = OK if outcome == DONE else FAILED
     error = "" if status == OK else (why or summary.error).split("\n")[0]
 
+    failure = summary.failure if status == FAILED else ""
+
     def finish(r):
         r.update(status=status, error=error, finished=time.time(), wall_time=summary.wall_time)
-        r["history"].append({"attempt": r["attempts"], "status": status, "error": error,
-                             "step": summary.steps, "wall_time": summary.wall_time})
-        if status == FAILED and not summary.retryable:
+        r["history"].append({"attempt": r["attempts"], "status": status, "error": error, "failure": failure,
+                             "step": summary.steps, "wall_time": summary.wall_time, "finished": time.time()})
+        if failure == "config":
             r["no_retry"] = f"{NO_RETRY_CONFIG}: {error[:300]}"
+        elif failure == ENVIRONMENT:     # not the point's fault: not counted against --max-retries
+            r["uncounted"] = int(r.get("uncounted", 0)) + 1
     try:
         update_manifest(layout, trial.id, finish)
     except OSError as e:
         return _unrecorded(trial, f"{error or 'finished'}; could not record it in {layout.manifest}: {e}")
     return {"trial_id": trial.id, "status": status, "error": summary.error, "val_loss": summary.val_loss,
-            "wall_time": summary.wall_time, "steps": summary.steps}
+            "wall_time": summary.wall_time, "steps": summary.steps, "failure": failure}
 
 
 def _record_stop(layout: Layout, tid: str, stopped) -> None:

@@ -48,7 +48,8 @@ class Summary:
     val_loss: float = math.nan
     val_ppl: float = math.nan
     wall_time: float = 0.0
-    retryable: bool = True      # False: a configuration error, which a retry would repeat
+    failure: str = ""           # how it failed: config (a retry would repeat it), environment
+    #                             (disk, memory: not the point's fault) or training (NaN, a bug)
 
 
 def pick_device(name: str) -> torch.device:
@@ -114,8 +115,8 @@ def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "",
         try:
             sink.close(summary.status)
         except OSError as e:      # a full disk: the rows on disk say "running"; a retry resumes
-            summary.error = (summary.error + "\n" if summary.error else "") + f"could not write the rows: {e}"
-            summary.status = "failed"
+            summary.error = f"could not write the rows: {e}" + (f": {summary.error}" if summary.error else "")
+            summary.status, summary.failure = "failed", "environment"
     return summary
 
 
@@ -144,7 +145,8 @@ def _train(cfg: Config, sink, trial_id: str, sweep: str, stop: StopRequest | Non
         reason = f"{type(e).__name__}: {e}"
         if not isinstance(e, PointFailed):
             reason += "\n" + traceback.format_exc(limit=6)
-        retryable = not (isinstance(e, ConfigError) or (not state["training"] and isinstance(e, SETUP_ERRORS)))
+        failure = ("config" if isinstance(e, ConfigError) or (not state["training"] and isinstance(e, SETUP_ERRORS))
+                   else "environment" if isinstance(e, (OSError, MemoryError)) else "training")
         try:     # the failure path itself must not raise (a full disk): the trial stays retryable
             sink.emit(Row(kind="final", status="failed", error=reason, step=state["step"],
                           tokens=state["tokens"], flops=state["flops"], wall_time=time.time() - t0,
@@ -152,8 +154,9 @@ def _train(cfg: Config, sink, trial_id: str, sweep: str, stop: StopRequest | Non
             sink.flush()
         except Exception as write_error:     # said first: status shows the first line
             reason = f"its failed row could not be written ({type(write_error).__name__}: {write_error}): {reason}"
+            failure = "environment"
         return Summary(trial_id, "failed", reason, state["step"], state["tokens"], state["flops"],
-                       wall_time=time.time() - t0, retryable=retryable)
+                       wall_time=time.time() - t0, failure=failure)
     finally:
         close()
 
