@@ -165,9 +165,15 @@ def cmd_launch(args, out=None) -> int:
     from ..data.store import prepare
     prepare([t.config for t in trials], out=out)      # token stores, once and under a lock, before any trial
     executor = make_executor(args, spec, trials)
-    counts = launch(trials, executor, args.results, max_retries=args.max_retries,
-                    progress_every=args.progress_every, out=out, spec_path=args.spec, scale=spec.scale,
-                    stall_minutes=args.stall_minutes, take_over=args.steal)
+    from .launcher import Terminated
+    try:
+        counts = launch(trials, executor, args.results, max_retries=args.max_retries,
+                        progress_every=args.progress_every, out=out, spec_path=args.spec, scale=spec.scale,
+                        stall_minutes=args.stall_minutes, take_over=args.steal)
+    except Terminated:
+        return 128 + 15          # as a process killed by SIGTERM, without the traceback
+    except KeyboardInterrupt:
+        return 128 + 2
     return 0 if counts["done"] == counts["total"] else 1
 
 

@@ -184,6 +184,10 @@ def launch(trials: list[Trial], executor: Executor, root: str | os.PathLike, max
                 print("giving up: trials keep coming back unfinished", file=out)
                 break
             executor.run(free, root, max_attempts)
+    except KeyboardInterrupt as e:       # Ctrl-C or SIGTERM: the backend stops its trials (finally)
+        print(f"stopping on {'SIGTERM' if isinstance(e, Terminated) else 'Ctrl-C'}: running trials checkpoint "
+              "and stop; launch again to resume them", file=out, flush=True)
+        raise
     finally:
         stop.set()
         ticker.join(timeout=1)
