@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..results.outcome import DONE, FAILED, PARTIAL, PENDING, outcome
 from .layout import Layout, Unreadable, keep_aside, read_json, write_json_atomic
-from .locks import STALL_MINUTES, Holder, holder, manifest_lock
+from .locks import STALL_MINUTES, Holder, LockTimeout, holder, manifest_lock
 
 RUNNING = "running"
 STATES = (DONE, RUNNING, FAILED, PARTIAL, PENDING)
@@ -299,6 +300,5 @@ def record_death(layout: Layout, tid: str, reason: str) -> None:
     try:
         if parquet_state(parquet_path(layout, tid))[0] not in (DONE, FAILED):
             update_manifest(layout, tid, fn)
-    except OSError as e:
-        import sys
+    except (OSError, LockTimeout) as e:
         print(f"warning: could not record that trial {tid} ended ({reason}): {e}", file=sys.stderr)

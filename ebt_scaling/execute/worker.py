@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..sweep.trial import Trial
 from .layout import Layout
-from .locks import Heartbeat, TrialLock
+from .locks import Heartbeat, LockTimeout, TrialLock
 from .state import (DONE, ENVIRONMENT, FAILED, INTERRUPTED, OK, REQUEUED, RUNNING, parquet_path, parquet_state,
                     read_manifest, retry_verdict, unreadable, update_manifest)
 
@@ -97,7 +97,7 @@ def _attempt(trial: Trial, layout: Layout, lock: TrialLock, rec: dict, state: st
                  started=started, family=trial.family, point=trial.point)
     try:
         rec = update_manifest(layout, trial.id, start)
-    except OSError as e:
+    except (OSError, LockTimeout) as e:
         return _unrecorded(trial, f"could not record the attempt's start in {layout.manifest}: {e}")
 
     cfg = runtime_config(trial, layout)
@@ -135,7 +135,7 @@ def _attempt(trial: Trial, layout: Layout, lock: TrialLock, rec: dict, state: st
             r["uncounted"] = int(r.get("uncounted", 0)) + 1
     try:
         update_manifest(layout, trial.id, finish)
-    except OSError as e:
+    except (OSError, LockTimeout) as e:
         return _unrecorded(trial, f"{error or 'finished'}; could not record it in {layout.manifest}: {e}")
     return {"trial_id": trial.id, "status": status, "error": summary.error, "val_loss": summary.val_loss,
             "wall_time": summary.wall_time, "steps": summary.steps, "failure": failure}
@@ -150,7 +150,7 @@ def _record_stop(layout: Layout, tid: str, stopped) -> None:
         r["history"].append({"attempt": r["attempts"], "status": status, "error": why, "step": stopped.step})
     try:
         update_manifest(layout, tid, fn)
-    except OSError as e:
+    except (OSError, LockTimeout) as e:
         print(f"warning: could not record that trial {tid} stopped: {e}", file=sys.stderr)
 
 
