@@ -37,7 +37,7 @@ def unfinished_ids(frame: pd.DataFrame) -> set:
     ok without a finite loss)."""
     final = frame[frame["kind"].astype(str) == "final"]
     if "eval_set" in final.columns:
-        final = final[final["eval_set"].fillna("").astype(str).isin(["", "val"])]
+        final = final[final["eval_set"].astype("string").fillna("").isin(["", "val"])]
     last = final.drop_duplicates("trial_id", keep="last")
     loss = pd.to_numeric(last["val_loss"], errors="coerce")
     bad = (last["status"].astype(str) != "ok") | ~loss.map(lambda v: math.isfinite(v) if v == v else False)
