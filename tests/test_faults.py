@@ -587,3 +587,28 @@ def test_a_real_full_disk_fails_cleanly_then_resumes(tmp_path):
         assert_no_duplicates(disk / "res")
     finally:
         subprocess.run(["umount", str(disk)])
+
+
+@pytest.mark.slurm
+@pytest.mark.skipif(not slurm_idle(), reason="no idle Slurm node (run scripts/slurm-up.sh)")
+def test_scontrol_requeue_checkpoints_at_once_and_continues_the_attempt(tmp_path, capsys):
+    from ebt_scaling.execute.slurm import SlurmExecutor
+    from ebt_scaling.sweep.spec import SlurmOptions
+    steps = min(100_000, max(400, _steps_for(40)))
+    t = trials_of(spec_dict(depths=(1,), train={"steps": steps, "eval_every": max(1, steps // 4), "log_every": 25,
+                                                 "checkpoint_every": 10 ** 6}))
+    layout = Layout(tmp_path, "depth")
+    th = threading.Thread(target=launch, args=(t, SlurmExecutor(SlurmOptions(time="00:10:00"), poll=1.0), tmp_path),
+                          kwargs={"max_retries": 0, "progress_every": 600})
+    th.start()
+    assert _wait_for(lambda: layout.parquet(t[0].id).exists(), 120)       # it trains (first evaluation)
+    job = read_manifest(layout)[t[0].id]["slurm_job"]
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    th.join(timeout=600)
+    rec = read_manifest(layout)[t[0].id]
+    stops = [h for h in rec["history"] if h["status"] == "interrupted"]
+    assert rec["status"] == "ok" and rec["attempts"] == 1, rec          # the requeue was not an attempt
+    assert len(stops) == 1 and "SIGTERM" in stops[0]["error"] and 0 < stops[0]["step"] < steps
+    f = finals(tmp_path)
+    assert len(f) == 1 and f["step"].iloc[0] == steps
+    assert_no_duplicates(tmp_path)
