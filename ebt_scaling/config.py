@@ -233,6 +233,7 @@ class TrainConfig:
     eval_tokens: int = 16384            # held-out tokens per evaluation
     log_every: int = 10
     checkpoint_every: int = 0           # steps; 0 -> only at the end when a dir is set
+    checkpoint_minutes: float = 0.0     # also checkpoint after this much wall time; 0 -> off
     checkpoint_dir: str = ""
     device: str = "auto"                # "auto" | "cpu" | "cuda" | "cuda:1"
     precision: str = "auto"             # "auto" (bf16 autocast on CUDA) | "fp32" | "bf16"
@@ -250,13 +251,14 @@ class TrainConfig:
         "steps": Span(0, INT64_MAX, note="0 = from tokens"), "eval_every": Span(1, INT64_MAX),
         "eval_tokens": Span(1, INT64_MAX), "log_every": Span(1, INT64_MAX),
         "checkpoint_every": Span(0, INT64_MAX, note="0 = only at the end"),
+        "checkpoint_minutes": Span(0, 1e6, note="0 = off"),
         "threads": Span(0, 4096, note="0 = torch's default"), "fail_at_step": Span(-1, INT64_MAX, note="-1 = off"),
         "micro_batch_size": Span(0, 2 ** 24, note="0 = the whole batch"),
         "data_parallel": Span(0, 4096)}
 
 
 # train.* keys that say where/how a point runs, not what it is (left out of Config.hash)
-PLACEMENT_KEYS = ("checkpoint_dir", "checkpoint_every", "device", "threads", "track", "track_dir",
+PLACEMENT_KEYS = ("checkpoint_dir", "checkpoint_every", "checkpoint_minutes", "device", "threads", "track", "track_dir",
                   "micro_batch_size", "compile", "data_parallel")
 # what data.path (source: file) may be (data/sources.py reads each)
 FILE_SUFFIXES = (".txt", ".md", ".txt.gz", ".jsonl", ".json", ".parquet")

@@ -8,7 +8,9 @@ import pyarrow.dataset as pads
 import pytest
 
 from ebt_scaling import final_points, load_results
-from ebt_scaling.execute.base import Layout, launch
+from ebt_scaling.execute.launcher import launch
+from ebt_scaling.execute.layout import Layout
+from ebt_scaling.execute.state import parquet_path
 from ebt_scaling.execute.local import LocalExecutor
 from ebt_scaling.fit.io import read_results
 from ebt_scaling.results.dataset import row_files
@@ -83,7 +85,7 @@ def test_launch_trains_a_shared_trial_once(tmp_path):
     counts = launch(b, LocalExecutor(in_process=True), tmp_path, progress_every=60)
     assert counts["done"] == 2
     assert [p.name for p in (tmp_path / "b").glob("*.parquet")] == [f"{(set(t.id for t in b) - shared).pop()}.parquet"]
-    assert Layout(tmp_path, "b").parquet(shared.pop()).parent.name == "a"
+    assert parquet_path(Layout(tmp_path, "b"), shared.pop()).parent.name == "a"
     df = pd.read_parquet(tmp_path)
     assert df[df["kind"] == "final"]["trial_id"].is_unique and len(df[df["kind"] == "final"]) == 3
     pts = final_points(tmp_path)

@@ -13,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ebt_scaling.execute.base import Layout, launch, read_manifest, trial_state
+from ebt_scaling.execute.launcher import launch
+from ebt_scaling.execute.layout import Layout
+from ebt_scaling.execute.state import read_manifest, trial_state
 from ebt_scaling.execute.local import LocalExecutor
 from ebt_scaling.fit.io import read_results as _read_table
 
@@ -86,16 +88,18 @@ def test_nan_trial_is_retried_then_recorded(tmp_path, capsys):
     f = finals(tmp_path)
     assert len(f) == 2                       # the failed trial keeps exactly one (failed) final row
     assert f.set_index("trial_id").loc[bad[0].id, "status"] == "failed"
-    state, reason, attempts = trial_state(layout, bad[0].id)
-    assert state == "failed" and "step 3" in reason
+    ts = trial_state(layout, bad[0].id)
+    assert ts.state == "failed" and "step 3" in ts.reason
     out = capsys.readouterr().out
     assert "failed" in out and str(layout.log(bad[0].id)) in out
     # out of attempts: launching again does not train it again
     launch(bad, LocalExecutor(in_process=True), tmp_path, max_retries=1, progress_every=60)
     assert read_manifest(layout)[bad[0].id]["attempts"] == 2
-    # a higher limit retries it (and it fails again, still one final row)
+    # it failed twice the same way at the same step: a higher limit does not retry it either
+    capsys.readouterr()
     launch(bad, LocalExecutor(in_process=True), tmp_path, max_retries=2, progress_every=60)
-    assert read_manifest(layout)[bad[0].id]["attempts"] == 3
+    assert read_manifest(layout)[bad[0].id]["attempts"] == 2
+    assert "not retried: failed twice the same way at step 3" in capsys.readouterr().out
     assert_no_duplicates(tmp_path)
 
 
@@ -103,8 +107,8 @@ def test_raising_trial_is_recorded_with_reason(tmp_path, capsys):
     t = trials_of(spec_dict(depths=(1,), data={"source": "file", "path": str(tmp_path / "missing.txt")}))
     counts = launch(t, LocalExecutor(), tmp_path, max_retries=0, progress_every=60)   # subprocess mode
     assert counts["failed"] == 1
-    state, reason, attempts = trial_state(Layout(tmp_path, "depth"), t[0].id)
-    assert state == "failed" and "does not exist" in reason and attempts == 1
+    ts = trial_state(Layout(tmp_path, "depth"), t[0].id)
+    assert ts.state == "failed" and "does not exist" in ts.reason and ts.attempts == 1
     assert "does not exist" in Layout(tmp_path, "depth").log(t[0].id).read_text()
 
 

@@ -1,8 +1,10 @@
 """The Ray backend on a real local cluster (started once per test session)."""
 import pytest
 
-from ebt_scaling.execute.base import Layout, launch, read_manifest
-from ebt_scaling.execute.ray_tune import RayExecutor, fractional_pack
+from ebt_scaling.execute.launcher import launch
+from ebt_scaling.execute.layout import Layout
+from ebt_scaling.execute.state import read_manifest
+from ebt_scaling.execute.ray_tune import RayExecutor
 from ebt_scaling.fit.io import read_results as _read_table
 
 
@@ -42,7 +44,6 @@ def test_ray_runs_skips_done_and_records_failures(ray_cluster, tmp_path, capsys)
     assert {k: v["attempts"] for k, v in m.items()} == {k: v["attempts"] for k, v in m2.items()}
 
 
-def test_fractional_gpus_pack():
-    assert fractional_pack(0.25) == 4 and fractional_pack(0.5) == 2 and fractional_pack(1) == 1
+def test_fractional_gpus_reach_the_trials():
     spec = spec_from_dict(spec_dict(resources={"cpus": 1, "gpus": 0.5}))
     assert all(t.resources.gpus == 0.5 for t in plan(spec))

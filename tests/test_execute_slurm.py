@@ -1,12 +1,15 @@
 """The Slurm backend through sbatch on a real single-node Slurm (scripts/slurm-up.sh)."""
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import submitit
 
-from ebt_scaling.execute.base import Layout, launch, read_manifest
-from ebt_scaling.execute.slurm import SlurmExecutor, TrialJob
+from ebt_scaling.execute.launcher import launch
+from ebt_scaling.execute.layout import Layout
+from ebt_scaling.execute.state import read_manifest
+from ebt_scaling.execute.slurm import SlurmExecutor, TrialJob, collect
 from ebt_scaling.fit.io import read_results as _read_table
 
 
@@ -73,11 +76,14 @@ def test_cancelled_slurm_job_is_recorded_and_retried(tmp_path, capsys):
     t0 = time.time()
     while not (layout.ckpt(t[0].id) / "last.pt").exists() and time.time() - t0 < 60:
         time.sleep(0.2)
-    subprocess.run(["scancel", jobs[0][1].job_id], check=True)
-    time.sleep(2)
-    SlurmExecutor._collect(layout, t[0], jobs[0][1])
+    _, job_id, result, stderr = jobs[0]
+    subprocess.run(["scancel", job_id], check=True)
+    t0 = time.time()      # the task checkpoints at the end of its step and says why it stopped
+    while read_manifest(layout)[t[0].id]["status"] == "running" and time.time() - t0 < 30:
+        time.sleep(0.2)
+    collect(layout, t[0], job_id, Path(result), stderr)
     rec = read_manifest(layout)[t[0].id]
-    assert rec["status"] == "interrupted" and "left the queue" in rec["error"]
+    assert rec["status"] == "interrupted" and "SIGTERM" in rec["error"]
     quick = [x for x in t]
     counts = launch(quick, ex, tmp_path, max_retries=2, progress_every=60)
     assert counts["done"] == 1

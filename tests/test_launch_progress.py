@@ -5,7 +5,10 @@ import time
 
 import pytest
 
-from ebt_scaling.execute.base import Layout, Progress, TrialLock, update_manifest
+from ebt_scaling.execute.layout import Layout
+from ebt_scaling.execute.locks import TrialLock
+from ebt_scaling.execute.progress import Progress
+from ebt_scaling.execute.state import update_manifest
 from ebt_scaling.results.schema import Row
 from ebt_scaling.results.store import write_rows_atomic
 from ebt_scaling.sweep import plan
@@ -53,8 +56,8 @@ def test_eta_counts_pace_of_running_trials_and_retries(sweep):
     out = io.StringIO()
     prog = Progress(layout, [done, running, failed, pending], parallelism=1, out=out, max_attempts=3)
     c, rows_, manifest = prog.counts()
-    assert c == {"done": 1, "running": 1, "failed": 1, "pending": 1}
-    from ebt_scaling.execute.base import read_progress
+    assert c == {"done": 1, "running": 1, "failed": 1, "partial": 0, "pending": 1}
+    from ebt_scaling.execute.progress import read_progress
     progress = {running.id: read_progress(layout.parquet(running.id))}
     # running: 80 s for 40 steps -> 120 s for the 60 left; failed (a retry to come) and
     # pending: their estimate x 2 (the finished trial took twice its estimate)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..config import ConfigError
+from .locks import STALL_MINUTES
 
 BACKENDS = ("ray", "local", "slurm")
 
@@ -30,8 +31,20 @@ def register(sub) -> None:
     q.add_argument("--address", help="Ray: connect to this cluster (e.g. auto or ray://host:10001)")
     q.add_argument("--results", default="results", help="results root (default: results/); rows go "
                    "to <results>/<sweep name>/<trial id>.parquet")
-    q.add_argument("--max-retries", type=int, default=2, help="retries of a failed trial across launches "
-                   "(default 2: three attempts in all)")
+    q.add_argument("--max-retries", type=int, default=2, metavar="N",
+                   help="a trial that fails is tried again at once, in the same slot, until it has had 1+N "
+                        "attempts in all (default 2: three). Attempts are counted in "
+                        "<results>/<sweep>/_state/manifest.json over every launch, so a later launch "
+                        "retries a failed trial only if N is raised. Never retried: configuration errors, "
+                        "and a trial that failed twice the same way at the same step. Not counted: a Slurm "
+                        "requeue (time limit, preemption), which continues its attempt, and a failure of the "
+                        "machine (a full disk, out of memory), which the next launch retries")
+    q.add_argument("--steal", action="store_true",
+                   help="take over trials whose lock outlived its holder (the holder process is dead but a "
+                        "child kept the lock); without it launch names them and stops")
+    q.add_argument("--stall-minutes", type=float, default=STALL_MINUTES, metavar="M",
+                   help=f"report a trial's lock holder as stalled when it made no progress (no row) for M "
+                        f"minutes (default {STALL_MINUTES:g})")
     q.add_argument("--workers", type=int, default=1, help="local: trials at once (default 1)")
     q.add_argument("--in-process", action="store_true", help="local: train inside the launcher (debugging)")
     q.add_argument("--partition", help="slurm partition (default: the spec's backend.slurm.partition)")
@@ -47,6 +60,8 @@ def register(sub) -> None:
     s.add_argument("target", help="a sweep spec (with --results) or a results folder")
     _scale_arg(s)
     s.add_argument("--results", default="results", help="results root when target is a spec")
+    s.add_argument("--stall-minutes", type=float, default=STALL_MINUTES, metavar="M",
+                   help=f"show a running trial as stalled after M minutes without progress (default {STALL_MINUTES:g})")
     s.set_defaults(func=cmd_status)
 
 
@@ -138,10 +153,12 @@ def _memory(t, device_gib: float) -> str:
 # --------------------------------------------------------------------------- launch
 def cmd_launch(args, out=None) -> int:
     out = out or sys.stdout
-    from .base import launch
+    from .launcher import launch
     spec, trials = load(args.spec, args.scale, out)
     if args.max_retries < 0:
         raise ConfigError("--max-retries: must be >= 0")
+    if args.stall_minutes <= 0:
+        raise ConfigError("--stall-minutes: must be > 0")
     trials = with_tracking(trials, args.track, args.track_dir)
     from ..train.preflight import check_resources, check_runnable
     for t in trials:        # before any work; Slurm trials run on other machines, with other devices
@@ -154,8 +171,15 @@ def cmd_launch(args, out=None) -> int:
     from ..data.store import prepare
     prepare([t.config for t in trials], out=out)      # token stores, once and under a lock, before any trial
     executor = make_executor(args, spec, trials)
-    counts = launch(trials, executor, args.results, max_retries=args.max_retries,
-                    progress_every=args.progress_every, out=out, spec_path=args.spec, scale=spec.scale)
+    from .launcher import Terminated
+    try:
+        counts = launch(trials, executor, args.results, max_retries=args.max_retries,
+                        progress_every=args.progress_every, out=out, spec_path=args.spec, scale=spec.scale,
+                        stall_minutes=args.stall_minutes, take_over=args.steal)
+    except Terminated:
+        return 128 + 15          # as a process killed by SIGTERM, without the traceback
+    except KeyboardInterrupt:
+        return 128 + 2
     return 0 if counts["done"] == counts["total"] else 1
 
 
@@ -195,7 +219,10 @@ def make_executor(args, spec, trials):
 def cmd_status(args, out=None) -> int:
     out = out or sys.stdout
     from ..results.dataset import PLAN_FILE, STATE_DIR
-    from .base import Layout, read_json, read_manifest, trial_state
+    from .launcher import read_plan
+    from .layout import Layout
+    from .state import load_row_index, parquet_path, read_manifest, save_row_index, trial_state
+    stall = getattr(args, "stall_minutes", STALL_MINUTES)
     target = Path(args.target)
     if target.is_file():
         spec, trials = load(str(target), args.scale, out)
@@ -212,36 +239,41 @@ def cmd_status(args, out=None) -> int:
         if len(dirs) > 1:
             rc = 0
             for d in dirs:
-                rc |= cmd_status(argparse.Namespace(target=str(d), scale=args.scale, results=args.results), out)
+                rc |= cmd_status(argparse.Namespace(target=str(d), scale=args.scale, results=args.results,
+                                                    stall_minutes=stall), out)
             return rc
         layout = Layout(dirs[0].parent, dirs[0].name)
-        entries = read_json(plan_of(dirs[0]), {}).get("trials", {})
+        entries = read_plan(layout)
+    load_row_index(layout)
     manifest = read_manifest(layout)
-    counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
+    counts = {"done": 0, "running": 0, "failed": 0, "partial": 0, "pending": 0}
     lines = []
     print(f"sweep {layout.sweep} in {layout.dir}:", end=" ", file=out)
     for tid, info in sorted(entries.items(), key=lambda kv: _axis_order(kv[1])):
-        state, reason, attempts = trial_state(layout, tid, manifest)
+        ts = trial_state(layout, tid, manifest, stall)
+        state, reason, attempts = ts.state, ts.reason, ts.attempts
         counts[state] += 1
         point = " ".join(f"{k}={v}" for k, v in (info.get("point") or {}).items())
-        rows_at = layout.parquet(tid)
+        rows_at = parquet_path(layout, tid)
         step, metric, wall = trial_progress(rows_at, manifest.get(tid, {}), state)
         line = (f"  {state:8} {tid}  {info.get('family', ''):14} {point[:24]:24} {info.get('seed', ''):>4} "
                 f"{step:>11} {metric:>12} {wall:>8} {attempts:>8}")
-        if state == "failed":
+        if state in ("failed", "partial") or (state == "pending" and reason):
             line += f"\n           reason: {(reason or '?').splitlines()[0][:200]}\n           log: {layout.log(tid)}"
-        elif state == "running":
-            line += f"  (pid {manifest.get(tid, {}).get('pid', '?')} on {manifest.get(tid, {}).get('host', '?')})"
+        elif state == "running":     # the lock's holder, as the lock file names it
+            line += f"  (pid {ts.holder.pid} on {ts.holder.host})" + (f"\n           {reason}" if reason else "")
         if rows_at.parent != layout.dir:    # a trial shared with another sweep, stored there once
             line += f"  (rows in {rows_at.parent.name}/)"
         lines.append(line)
     print(f"{counts['done']} done, {counts['running']} running, {counts['failed']} failed, "
-          f"{counts['pending']} pending (of {len(entries)})", file=out)
+          + (f"{counts['partial']} partial, " if counts["partial"] else "")
+          + f"{counts['pending']} pending (of {len(entries)})", file=out)
     print(f"  {'state':8} {'id':12}  {'family':14} {'point':24} {'seed':>4} {'step':>11} {'last metric':>12} "
           f"{'wall':>8} {'attempts':>8}", file=out)
     for line in lines:
         print(line, file=out)
-    return 0 if counts["failed"] == 0 else 1
+    save_row_index(layout)
+    return 0 if counts["failed"] + counts["partial"] == 0 else 1
 
 
 def _axis_order(info: dict):
@@ -256,12 +288,12 @@ def _axis_order(info: dict):
 
 def trial_progress(path: Path, rec: dict, state: str) -> tuple[str, str, str]:
     """(step/total, the latest metric, wall time) as status shows them."""
-    from .base import read_progress
+    from .progress import read_progress
     p = read_progress(path)
     wall = ""
     if state == "running" and rec.get("started"):
         wall = _dur(time.time() - float(rec["started"]))
-    elif p.get("wall") is not None:
+    elif p and p.get("wall") is not None:
         wall = _dur(p["wall"])
     if not p:
         return ("?" if p is None else ""), "", wall

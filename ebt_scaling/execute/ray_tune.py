@@ -8,18 +8,20 @@ grid, so the launcher keeps its own record of what is done and runs rounds.
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
 
 from ..sweep.trial import Trial
-from .base import Executor, Layout, record_death
+from ..config import ConfigError
+from .launcher import Executor
+from .layout import Layout
+from .state import record_death
 
 
 def _trainable(config, payload=None, root="", max_attempts=3):
     from ray import tune
-    from .base import run_trial
+    from .worker import run_trial
     trial = Trial.from_json(payload[config["trial_id"]])
     out = run_trial(trial, root, max_attempts)
     tune.report({k: v for k, v in out.items() if isinstance(v, (int, float, str))})
@@ -46,9 +48,18 @@ class RayExecutor(Executor):
         kw = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING",
                   log_to_driver=self.verbose > 0, ignore_reinit_error=True)
         if self.address:
-            ray.init(address=self.address, **kw)
-        else:
-            ray.init(object_store_memory=self.object_store_mb * 1024 * 1024, **kw)
+            reachable(self.address)
+        try:
+            if self.address:
+                ray.init(address=self.address, **kw)
+            else:
+                ray.init(object_store_memory=self.object_store_mb * 1024 * 1024, **kw)
+        except Exception as e:      # one message, not Ray's traceback (exit 2 through the CLI)
+            lines = [x for x in str(e).strip().splitlines() if x.strip()]
+            where = f"the Ray cluster at {self.address!r}" if self.address else "an embedded Ray cluster"
+            raise ConfigError(f"could not start or join {where}: {type(e).__name__}: "
+                              f"{(lines[0] if lines else '')[:300]}; check --address / backend.ray.address "
+                              "(`ray status` on the head node), or use --backend local") from e
         self.started = True
 
     def run(self, trials: list[Trial], root: Path, max_attempts: int) -> None:
@@ -84,6 +95,17 @@ class RayExecutor(Executor):
             self.started = False
 
 
-def fractional_pack(gpus_per_trial: float) -> int:
-    """How many trials share one GPU at this fraction (for messages and tests)."""
-    return max(1, math.floor(1 / gpus_per_trial + 1e-9)) if gpus_per_trial else 0
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast when nothing listens at a host:port address (ray.init would retry for
+    minutes); "auto" and addresses without a port are left to Ray."""
+    import socket
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(f"--address {address}: nothing answers at {host}:{port} ({e.strerror or e}); start the "
+                          "cluster (`ray start --head`), fix --address / backend.ray.address, or leave it "
+                          "out for an embedded cluster") from None

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ebt_scaling.results import dataset
+from ebt_scaling.results.outcome import unfinished_ids
 from ebt_scaling.results.schema import SCHEMA_VERSION, check_columns
 
 #: axis name -> the column holding its x value
@@ -214,8 +215,10 @@ def select_points(table: Table, metric: str = "val_ppl", select: str = "final") 
     status = frame["status"].astype(str)
     failed_ids = set(frame.loc[status == "failed", "trial_id"])
     kinds = frame["kind"].astype(str)
-    if select == "final":
-        chosen = frame[(kinds == "final") & (status == "ok")]
+    if select == "final":   # results/outcome.py: a trial is done by its last final row only
+        unfinished = unfinished_ids(frame)
+        chosen = frame[(kinds == "final") & (status == "ok") & ~frame["trial_id"].isin(unfinished)]
+        failed_ids |= unfinished
     else:   # eval rows say "running" (older files: "ok"); a failed trial's rows are left out
         chosen = frame[kinds.isin(["eval", "final"]) & status.isin(["ok", "running"])
                        & ~frame["trial_id"].isin(failed_ids)]

@@ -4,7 +4,7 @@ sweeps each trial belongs to.
     results/<sweep>/<trial id>.parquet        rows (the only parquet files of the tree)
     results/<sweep>/think/<trial id>.parquet  System-2 rows (`ebt-sweep think --out ...`)
     results/<sweep>/_state/                   bookkeeping: plan.json, manifest.json, logs/,
-                                              ckpt/, locks/, tracking/ (execute/base.py Layout)
+                                              ckpt/, locks/, tracking/ (execute/layout.py Layout)
 
 Readers of parquet datasets (pyarrow, pandas, polars, duckdb's `**/*.parquet`) skip
 paths that start with "_" or ".", so `pd.read_parquet("results/")` reads every row in

@@ -21,8 +21,11 @@ def write_rows_atomic(rows: list[Row], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    pq.write_table(rows_to_table(rows), tmp)
-    os.replace(tmp, path)
+    try:
+        pq.write_table(rows_to_table(rows), tmp)
+        os.replace(tmp, path)
+    finally:          # a failed write (a full disk) leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -162,8 +162,9 @@ def make_trial(spec: SweepSpec, point: dict, family: str, seed: int) -> Trial:
         tokens = max(bt, _round_to(point["flops"] / fpt, bt))
         train.update(tokens=tokens, steps=0)
         cfg = _resolve(d, where)
-    if cfg.train.checkpoint_every == 0:   # a killed or preempted trial loses at most ~10%
+    if cfg.train.checkpoint_every == 0:   # a killed trial loses at most ~10% or 10 minutes
         train["checkpoint_every"] = max(1, math.ceil(cfg.total_steps / 10))
+        train.setdefault("checkpoint_minutes", 10.0)
         cfg = _resolve(d, where)
     if spec.resources.gpus > 1 and not cfg.train.data_parallel:   # a trial given k GPUs trains on all k
         train["data_parallel"] = int(spec.resources.gpus)

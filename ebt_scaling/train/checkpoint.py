@@ -5,7 +5,9 @@ and a finished point keeps none. Written atomically; batches are a pure function
 (seed, step), so nothing about the data stream needs saving."""
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -36,8 +38,17 @@ def extra_path(path: Path, step: int) -> Path:
 
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except RuntimeError as e:   # torch reports a full disk as "unexpected pos": say what it is
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        if "unexpected pos" in str(e) or free < 16 * 2 ** 20:
+            raise OSError(errno.ENOSPC, f"No space left on device writing {path} ({free} bytes free)") from e
+        raise
+    finally:          # a failed write (a full disk) leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
 
 
 def load(path: Path, model, opt, device, expect_hash: str | None = None) -> tuple[int, dict]:

@@ -3,8 +3,11 @@
 The loop: seeded batches -> model.loss per micro-batch -> backward (gradients
 accumulate; summed over ranks when data-parallel, train/distributed.py) -> clip ->
 AdamW with warmup + cosine; a "train" row every log_every steps, an "eval" row every eval_every steps, a
-"final" row at the end. A NaN/Inf loss, or any exception, ends the point with a
-"failed" row that says why; it never raises to the caller.
+"final" row at the end. A NaN/Inf loss (a non-finite final evaluation even with
+train.nan_check off), or any exception, ends the point with a "failed" row that says
+why; it never raises to the caller, except `Interrupted` (train/stop.py): a stop asked
+for from outside, after a checkpoint, with no final row. Checkpoints are taken every
+train.checkpoint_every steps and every train.checkpoint_minutes of wall time.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..config import Config
+from ..config import Config, ConfigError
 from ..data import build_source, inputs_of, val_hash
 from ..flops import mfu, non_embedding_params, peak_flops, total_params, train_flops_per_token
 from ..models.registry import build_model
@@ -27,6 +30,7 @@ from ..results.store import MemorySink, TeeSink
 from . import checkpoint, distributed
 from .evaluate import evaluate
 from .optim import build_optimizer, lr_at, set_lr
+from .stop import Interrupted, StopRequest
 
 
 class PointFailed(RuntimeError):
@@ -44,6 +48,8 @@ class Summary:
     val_loss: float = math.nan
     val_ppl: float = math.nan
     wall_time: float = 0.0
+    failure: str = ""           # how it failed: config (a retry would repeat it), environment
+    #                             (disk, memory: not the point's fault) or training (NaN, a bug)
 
 
 def pick_device(name: str) -> torch.device:
@@ -91,9 +97,11 @@ def flush_denormals() -> None:
     torch.set_flush_denormal(True)
 
 
-def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "") -> Summary:
+def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "",
+          stop: StopRequest | None = None) -> Summary:
     """Train one point, writing rows to `sink` (emit/flush/truncate_after/close; see
-    results/store.py). The trackers `train.track` names see every row too."""
+    results/store.py). The trackers `train.track` names see every row too. `stop`,
+    once asked, makes the loop checkpoint and raise Interrupted."""
     trial_id = trial_id or cfg.hash()
     if not distributed.writes_rows():
         sink = MemorySink()      # rows, checkpoints and logs are written by rank 0 only: a rank
@@ -102,15 +110,23 @@ def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "") -> Su
         from ..results.trackers import make_trackers
         sink = TeeSink(sink, *make_trackers(cfg.train.track, cfg.train.track_dir or "runs/tracking",
                                             project=sweep or cfg.name))
-    summary = _train(cfg, sink, trial_id, sweep)
+    summary = _train(cfg, sink, trial_id, sweep, stop)
     if hasattr(sink, "close"):
-        sink.close(summary.status)
+        try:
+            sink.close(summary.status)
+        except OSError as e:      # a full disk: the rows on disk say "running"; a retry resumes
+            summary.error = f"could not write the rows: {e}" + (f": {summary.error}" if summary.error else "")
+            summary.status, summary.failure = "failed", "environment"
     return summary
 
 
-def _train(cfg: Config, sink, trial_id: str, sweep: str) -> Summary:
+# errors that, raised before the first step, say the configuration is wrong
+SETUP_ERRORS = (ValueError, TypeError, ArithmeticError, LookupError, AttributeError, AssertionError)
+
+
+def _train(cfg: Config, sink, trial_id: str, sweep: str, stop: StopRequest | None) -> Summary:
     t0 = time.time()
-    state = {"step": 0, "tokens": 0, "flops": 0.0}
+    state = {"step": 0, "tokens": 0, "flops": 0.0, "training": False}
     base: dict = {"trial_id": trial_id, "family": cfg.family_name, "sweep": sweep, "seed": cfg.seed}
     device = pick_device(cfg.train.device)
     close = lambda: None
@@ -124,17 +140,23 @@ def _train(cfg: Config, sink, trial_id: str, sweep: str) -> Summary:
         base = base_row(cfg, trial_id, sweep)
         base["val_hash"] = val_hash(source, cfg.data.seq_len, cfg.train.eval_tokens)
         base.update(device=device_label(device), dtype=_dtype_name(cfg, device))
-        return _run(cfg, sink, source, device, base, state, t0, dist)
+        return _run(cfg, sink, source, device, base, state, t0, dist, stop)
     except Exception as e:  # a failed point is data, not a crash of the sweep
         reason = f"{type(e).__name__}: {e}"
         if not isinstance(e, PointFailed):
             reason += "\n" + traceback.format_exc(limit=6)
-        sink.emit(Row(kind="final", status="failed", error=reason, step=state["step"],
-                      tokens=state["tokens"], flops=state["flops"], wall_time=time.time() - t0,
-                      time_unix=time.time(), **base))
-        sink.flush()
+        failure = ("config" if isinstance(e, ConfigError) or (not state["training"] and isinstance(e, SETUP_ERRORS))
+                   else "environment" if isinstance(e, (OSError, MemoryError)) else "training")
+        try:     # the failure path itself must not raise (a full disk): the trial stays retryable
+            sink.emit(Row(kind="final", status="failed", error=reason, step=state["step"],
+                          tokens=state["tokens"], flops=state["flops"], wall_time=time.time() - t0,
+                          time_unix=time.time(), **base))
+            sink.flush()
+        except Exception as write_error:     # said first: status shows the first line
+            reason = f"its failed row could not be written ({type(write_error).__name__}: {write_error}): {reason}"
+            failure = "environment"
         return Summary(trial_id, "failed", reason, state["step"], state["tokens"], state["flops"],
-                       wall_time=time.time() - t0)
+                       wall_time=time.time() - t0, failure=failure)
     finally:
         close()
 
@@ -144,7 +166,7 @@ def _dtype_name(cfg: Config, device: torch.device) -> str:
     return ("bf16" if device.type == "cuda" else "fp32") if p == "auto" else p
 
 
-def _run(cfg: Config, sink, source, device, base, state, t0, dist) -> Summary:
+def _run(cfg: Config, sink, source, device, base, state, t0, dist, stop: StopRequest | None) -> Summary:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
     counted = sum(p.numel() for p in model.parameters())
@@ -176,6 +198,8 @@ def _run(cfg: Config, sink, source, device, base, state, t0, dist) -> Summary:
 
     def run_eval(kind):
         ev = evaluate(model, source, cfg, device, autocast)
+        if kind == "final" and not math.isfinite(ev["loss"]):   # never an ok final row without a loss
+            raise PointFailed(f"validation loss is {ev['loss']} at the final evaluation (step {state['step']})")
         sink.emit(row(kind, val_loss=ev["loss"], val_ppl=ppl(ev["loss"]),
                       train_loss=last["loss"], lr=last["lr"], tokens_per_s=last["tps"],
                       mfu=last["mfu"], **ev["ebt"]))
@@ -184,9 +208,20 @@ def _run(cfg: Config, sink, source, device, base, state, t0, dist) -> Summary:
             raise PointFailed(f"validation loss is {ev['loss']} at step {state['step']}")
         return ev
 
+    def save_checkpoint(done: bool) -> None:
+        sink.flush()   # rows up to the checkpoint must be on disk: a resume keeps them
+        # the replay buffer goes beside the checkpoint (last.extra.pt), and not at all
+        # once the point is done: nothing resumes a finished point
+        extra = model.extra_state() if hasattr(model, "extra_state") and not done else None
+        checkpoint.save(ckpt_path, model, opt, state["step"], extra,
+                        config=cfg.to_dict(), trial_id=base["trial_id"], config_hash=cfg.hash())
+
     last = {"loss": math.nan, "lr": math.nan, "tps": math.nan, "mfu": math.nan}
     window_tokens, window_time = 0, 0.0
+    every_s = 60.0 * cfg.train.checkpoint_minutes
+    last_save = time.monotonic()
     model.train()
+    state["training"] = True
     for step in range(start, total):
         tic = time.perf_counter()
         n_seq = min(B, (cfg.total_tokens - state["tokens"]) // S) if cfg.train.tokens else B
@@ -223,14 +258,15 @@ def _run(cfg: Config, sink, source, device, base, state, t0, dist) -> Summary:
         if (step + 1) % cfg.train.eval_every == 0 and not done:
             run_eval("eval")
             model.train()
-        if ckpt_path and dist.main and (done or (cfg.train.checkpoint_every
-                                                 and (step + 1) % cfg.train.checkpoint_every == 0)):
-            sink.flush()   # rows up to the checkpoint must be on disk: a resume keeps them
-            # the replay buffer goes beside the checkpoint (last.extra.pt), and not at all
-            # once the point is done: nothing resumes a finished point
-            extra = model.extra_state() if hasattr(model, "extra_state") and not done else None
-            checkpoint.save(ckpt_path, model, opt, step + 1, extra,
-                            config=cfg.to_dict(), trial_id=base["trial_id"], config_hash=cfg.hash())
+        asked = bool(stop) and not done
+        if ckpt_path and dist.main and (done or asked or (cfg.train.checkpoint_every
+                                                          and (step + 1) % cfg.train.checkpoint_every == 0)
+                                        or (every_s and time.monotonic() - last_save >= every_s)):
+            save_checkpoint(done)
+            last_save = time.monotonic()
+        if asked:
+            sink.flush()
+            raise Interrupted(state["step"], stop.reason, stop.requeue)
     ev = run_eval("final")
     return Summary(base["trial_id"], "ok", steps=state["step"], tokens=state["tokens"],
                    flops=state["flops"], val_loss=ev["loss"], val_ppl=ppl(ev["loss"]),
