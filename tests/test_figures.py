@@ -63,9 +63,10 @@ def study(tmp_path_factory):
     return fit_source(RESULTS, tmp_path_factory.mktemp("fig"), n_boot=50, n_boot_saturating=10)
 
 
-@pytest.fixture(scope="module")
-def built(study):
-    figs = list(build_figures(study))
+@pytest.fixture(scope="module", params=["default", "large font"])
+def built(study, request):
+    style = FigureStyle() if request.param == "default" else FigureStyle(3.0, 6.0, 10.0)
+    figs = list(build_figures(study, style))
     for b in figs:
         b.fig.canvas.draw()
     yield figs

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .numbers import design, figure_text, interval, p_value, sig, tick
-from .style import MARKER_NAMES, FigureStyle, family_style, figure, plt, save, series_styles, set_log_ticks
+from .style import (MARKER_NAMES, FigureStyle, family_style, figure, fit_log_ticks, fit_titles, plt, save,
+                    series_styles, set_log_ticks)
 
 AXIS_LABELS = {
     "data": "Training tokens", "batch": "Batch size (tokens)", "depth": "Layers",
@@ -169,17 +170,10 @@ def _draw_axis(ax, fits, comps, extraps, metric: str, families: list[str], style
 
 
 def _panel_title(ax, title: str, comps, families, style: FigureStyle) -> None:
-    """The panel's name in words and, under it in smaller type, each comparison with its
-    interval (the comparisons are the axes title; the name sits just above them)."""
-    import matplotlib
+    """The panel's name in words and under it each comparison with its interval, in one title
+    (style.fit_titles breaks a line that is wider than its panel once the layout is known)."""
     lines = [comparison_text(c, families, named=len(comps) > 1) for c in comps]
-    if not lines:
-        ax.set_title(title)
-        return
-    ax.set_title("\n".join(lines), fontsize=style.note)
-    above = len(lines) * style.note * 1.2 + matplotlib.rcParams["axes.titlepad"] + 1.0   # points
-    ax.annotate(title, xy=(0.5, 1.0), xycoords="axes fraction", xytext=(0, above), textcoords="offset points",
-                ha="center", va="bottom", fontsize=style.font_size)
+    ax.set_title("\n".join([title] + lines), fontsize=style.small if lines else style.font_size)
 
 
 def _axis_caption(what: str, panels, metric: str, families, baseline: str) -> str:
@@ -221,19 +215,20 @@ def _axis_caption(what: str, panels, metric: str, families, baseline: str) -> st
 
 def axis_figure(title, fits, comps, extraps, metric, families, baseline, style) -> Built:
     """The paper's figures 4/5 for one axis (one column wide)."""
-    fig, (ax,) = figure(style, 1)
+    fig, (ax,) = figure(style, 1, ylabel=METRIC_LABELS.get(metric, metric))
     drawn = _draw_axis(ax, fits, comps, extraps, metric, families, style)
     _panel_title(ax, title, comps, families, style)
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncol=len(labels))
-    caption = _axis_caption(f"{_words(AXIS_LABELS.get(fits[0].axis, fits[0].x_column))} ({title.lower()})",
-                            [(title, fits, comps, extraps, drawn)], metric, families, baseline)
+    x_words = _words(AXIS_LABELS.get(fits[0].axis, fits[0].x_column))
+    what = x_words if title.lower() in x_words.lower() else f"{x_words} ({title.lower()})"
+    caption = _axis_caption(what, [(title, fits, comps, extraps, drawn)], metric, families, baseline)
     return Built("", fig, caption)
 
 
 def combined_figure(groups, metric, families, baseline, style) -> Built:
     """Every axis side by side (page width), one shared legend above."""
-    fig, axes = figure(style, len(groups))
+    fig, axes = figure(style, len(groups), ylabel=METRIC_LABELS.get(metric, metric))
     panels = []
     for ax, (title, fits, comps, extraps) in zip(axes, groups):
         drawn = _draw_axis(ax, fits, comps, extraps, metric, families, style)
@@ -256,7 +251,7 @@ def curves_figure(sweep: str, curves, families, style) -> Built:
     panel (an EBT's N differs from a Transformer++'s of the same shape)."""
     _, pyplot = plt()
     fams = [f for f in families if f in set(curves["family"])]
-    fig, axes = figure(style, len(fams), ncols=min(3, len(fams)))
+    fig, axes = figure(style, len(fams), ncols=min(3, len(fams)), ylabel=LOSS_LABEL)
     axis, x_column = curves["axis"].iloc[0], curves["x_column"].iloc[0]
     curves = curves.assign(x=[float(f"{v:.3g}") if np.isfinite(v) else v for v in curves["x"]])
     x_sets = {f: tuple(sorted(v for v in curves.loc[curves["family"] == f, "x"].unique() if np.isfinite(v)))
@@ -311,7 +306,7 @@ def thinking_passes_figure(think, metric, families, style) -> Built:
     """Perplexity against forward passes per eval set; one series per (family, best-of-N)."""
     sets = sorted(think["eval_set"].unique(), key=lambda s: (s != "val", s))
     n = len(sets)
-    fig, axes = figure(style, n, ncols=2 if n == 4 else min(3, n))
+    fig, axes = figure(style, n, ncols=2 if n == 4 else min(3, n), ylabel="Perplexity on this set")
     think = think.assign(_n=think["n_candidates"].clip(lower=1).astype(int))
     keys = sorted({(f, int(k)) for f, k in zip(think["family"], think["_n"])},
                   key=lambda fk: (families.index(fk[0]) if fk[0] in families else 99, fk[1]))
@@ -395,7 +390,7 @@ def thinking_ood_figure(table, families, style) -> Built | None:
     t = table[np.isfinite(table["ood_ratio"]) & (table["ood_ratio"] > 0)]
     if t.empty:
         return None
-    fig, (ax,) = figure(style, 1)
+    fig, (ax,) = figure(style, 1, ylabel="Improvement from thinking (%)")
     log_x = t["ood_ratio"].max() / t["ood_ratio"].min() > 10      # e.g. Dyck at 1e3
     trend = bars = False
     labelled = []
@@ -461,7 +456,7 @@ def chinchilla_figure(key: str, fit, families, style) -> Built:
     from matplotlib.colors import LogNorm
     from matplotlib.ticker import FixedLocator, FuncFormatter
     from .style import log_ticks
-    fig, (ax,) = figure(style, 1)
+    fig, (ax,) = figure(style, 1, ylabel="Observed validation loss (nats/token)")
     pred = fit.law.predict(fit.N, fit.D)
     C = fit.N * fit.D * 6.0
     sc = ax.scatter(pred, fit.L, c=C, norm=LogNorm(C.min(), C.max()), s=6, cmap="cividis", linewidths=0)
@@ -498,7 +493,7 @@ def isoflop_figure(isoflop: dict, families, style) -> Built:
     family), and the compute-optimal N* against C with N* = k C^a."""
     _, pyplot = plt()
     keys = list(isoflop)
-    fig, axes = figure(style, len(keys) + 1, ncols=min(3, len(keys) + 1))
+    fig, axes = figure(style, len(keys) + 1, ncols=min(3, len(keys) + 1), ylabel=LOSS_LABEL)
     # budgets of all families on one colour scale: runs planned at one budget land on slightly
     # different FLOPs (steps are rounded), so budgets within 0.05 dex are one
     from ebt_scaling.fit.fitting import group_budgets
@@ -584,6 +579,12 @@ def isoflop_figure(isoflop: dict, families, style) -> Built:
 
 
 # ---------------------------------------------------------------- all of them
+def _finished(b: Built) -> Built:
+    fit_log_ticks(b.fig)
+    fit_titles(b.fig)
+    return b
+
+
 def build_figures(result, style: FigureStyle | None = None):
     """Every figure the result supports, one open figure at a time (a generator: write_figures
     saves and closes each before the next is drawn)."""
@@ -610,24 +611,24 @@ def build_figures(result, style: FigureStyle | None = None):
             b = axis_figure(title, fits, comps, extraps, result.metric, families, result.baseline, style)
             b.name = name
             groups.append((title, fits, comps, extraps))
-            yield b
+            yield _finished(b)
         if len(groups) > 1:
-            yield combined_figure(groups, result.metric, families, result.baseline, style)
+            yield _finished(combined_figure(groups, result.metric, families, result.baseline, style))
         if len(result.curves):
             for sweep, curves in result.curves.groupby("sweep", sort=True):
-                yield curves_figure(sweep, curves, families, style)
+                yield _finished(curves_figure(sweep, curves, families, style))
         if result.isoflop:
-            yield isoflop_figure(result.isoflop, families, style)
+            yield _finished(isoflop_figure(result.isoflop, families, style))
         if not result.thinking.empty and len(result.think_rows):
             think, metric = normalise_think(result.think_rows, result.metric)
-            yield thinking_passes_figure(think, metric, families, style)
+            yield _finished(thinking_passes_figure(think, metric, families, style))
             if result.thinking["ood_ratio"].notna().any():
                 ood = thinking_ood_figure(result.thinking, families, style)
                 if ood is not None:
-                    yield ood
+                    yield _finished(ood)
         for key, ch in result.chinchilla.items():
             if ch.N is not None:
-                yield chinchilla_figure(key, ch, families, style)
+                yield _finished(chinchilla_figure(key, ch, families, style))
 
 
 def write_figures(result, out: Path, style: FigureStyle | None = None) -> list[Path]:

@@ -69,7 +69,7 @@ class FigureStyle:
             "xtick.minor.width": 0.4 * scale, "ytick.minor.width": 0.4 * scale,
             "lines.linewidth": 1.1 * scale, "lines.markersize": 3.5 * scale,
             "legend.frameon": False, "axes.spines.top": False, "axes.spines.right": False,
-            "axes.titlepad": 3.0 * scale,
+            "axes.titlepad": 0.7 * f,      # clears half a tick label at the top of the y axis
             "savefig.bbox": "tight", "savefig.pad_inches": 0.02, "figure.dpi": 100,
             "figure.constrained_layout.h_pad": 0.03, "figure.constrained_layout.w_pad": 0.03,
         }
@@ -110,14 +110,14 @@ def plt():
 
 
 # ---------------------------------------------------------------- ticks
-_SUBS = ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0), tuple(float(m) for m in range(1, 10)),
-         (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0))
+_SUBS = ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0),
+         tuple(float(m) for m in range(1, 10)), (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0))
 
 
 def log_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:
     """Tick positions for a log axis from lo to hi, from the steps decades, 1-3, 1-2-5,
-    1-2-3-5, 1..9 and 1-1.2-1.5-2-2.5-3..9 (a step giving more than max_ticks is thinned to
-    every k-th): the sparsest that gives 3 ticks or more and spans 60% of the range (a
+    1-2-3-5, 1-1.5-2-3-5-7, 1..9 and 1-1.2-1.5-2-2.5-3..9 (a step giving more than max_ticks
+    is thinned to every k-th where that stays evenly spaced, or within a decade): the sparsest that gives 3 ticks or more and spans 60% of the range (a
     denser one when it stays at 4 ticks or fewer: 1 2 3 4 layers), else the one that spans
     most; every k-th decade on wide ranges, evenly spaced round numbers on narrow ones."""
     lo, hi = sorted((float(lo), float(hi)))
@@ -142,13 +142,14 @@ def log_ticks(lo: float, hi: float, max_ticks: int = 6) -> list[float]:
     def coverage(t):
         return math.log10(t[-1] / t[0]) / span if len(t) >= 2 else 0.0
 
-    plain = [within(s) for s in _SUBS[:5]]
+    plain = [within(s) for s in _SUBS]
     candidates = [(t, True) for t in plain if len(t) <= max_ticks]
-    if len(plain[-1]) > max_ticks:          # 1..9 thinned: 40 60 80 100
-        candidates.append((plain[-1][::math.ceil(len(plain[-1]) / max_ticks)], False))
-    fine = within(_SUBS[5])
-    if len(fine) <= max_ticks:
-        candidates.append((fine, False))
+    for t in plain:       # a step with too many ticks, every k-th of them: where that stays even
+        if len(t) > max_ticks:
+            thin = t[::math.ceil(len(t) / max_ticks)]
+            ratios = [b / a for a, b in zip(thin, thin[1:])]
+            if span < 1 or max(ratios) / min(ratios) < 1.01:
+                candidates.append((thin, False))
     for i, (t, _) in enumerate(candidates):
         if len(t) >= 3 and coverage(t) >= 0.6:
             denser = [d for d, regular in candidates[i + 1:] if regular and len(d) <= 4 and coverage(d) >= coverage(t)]
@@ -170,17 +171,77 @@ def _linear_ticks(lo: float, hi: float, max_ticks: int) -> list[float]:
     return [float(f"{lo:.3g}"), float(f"{hi:.3g}")]
 
 
-def set_log_ticks(ax, which: str, max_ticks: int | None = None) -> None:
-    """Ticks from log_ticks on a log axis, labelled by numbers.tick (SI suffixes), unlabelled
-    minor ticks. Call after the limits are final."""
+def set_log_ticks(ax, which: str, max_ticks: int | None = None, ticks=None) -> None:
+    """Ticks from log_ticks (or `ticks`) on a log axis, labelled by numbers.tick (SI
+    suffixes), unlabelled minor ticks. Call after the limits are final."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
     axis = ax.xaxis if which == "x" else ax.yaxis
     lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
-    ticks = log_ticks(lo, hi, max_ticks or (5 if which == "x" else 6))
+    if ticks is None:
+        ticks = log_ticks(lo, hi, max_ticks or (5 if which == "x" else 6))
     axis.set_major_locator(FixedLocator(ticks))
     axis.set_major_formatter(FuncFormatter(lambda v, _: tick(v)))
     axis.set_minor_locator(LogLocator(base=10, subs="auto"))
     axis.set_minor_formatter(NullFormatter())
+
+
+def fit_log_ticks(fig) -> None:
+    """Re-tick every log axis of the laid-out figure with as many ticks as leave room between
+    adjacent labels (their measured widths at the tick font size, the panel's real length),
+    so that neither a narrow panel nor a large font makes labels collide. Call last."""
+    import matplotlib
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+    measure = TextToPath()
+    to_pt = 72.0 / fig.dpi
+    for ax in fig.axes:
+        for which in ("x", "y"):
+            if (ax.get_xscale() if which == "x" else ax.get_yscale()) != "log":
+                continue
+            prop = FontProperties(size=matplotlib.rcParams[f"{which}tick.labelsize"])
+            fs = prop.get_size_in_points()
+            lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
+            for max_ticks in range(6 if which == "x" else 8, 1, -1):
+                ticks = log_ticks(lo, hi, max_ticks)
+                pts = [(ax.transData.transform((t, 1.0))[0] if which == "x" else ax.transData.transform((1.0, t))[1])
+                       * to_pt for t in ticks]
+                if which == "x":
+                    widths = [measure.get_text_width_height_descent(tick(t), prop, ismath=False)[0] for t in ticks]
+                    need = [(a + b) / 2 + 0.6 * fs for a, b in zip(widths, widths[1:])]
+                else:
+                    need = [1.3 * fs] * (len(ticks) - 1)
+                if all(abs(q - p) >= n for p, q, n in zip(pts, pts[1:], need)):
+                    break
+            set_log_ticks(ax, which, ticks=ticks)
+
+
+def fit_titles(fig) -> None:
+    """Break each title line wider than its panel on the laid-out figure: before ', p = ',
+    then before ' [' (an interval), so that neighbouring titles never run into each other."""
+    renderer = fig.canvas.get_renderer()
+    engine = fig.get_layout_engine()
+    for ax in fig.axes:
+        title = ax.title
+        if not title.get_text():
+            continue
+        width = ax.get_window_extent(renderer).width
+        for sep, new in ((", p = ", "\np = "), (" [", "\n[")):
+            if title.get_window_extent(renderer).width <= width:
+                break
+            lines = title.get_text().split("\n")
+            title.set_text("\n".join(ln.replace(sep, new) if _width(title, ln, renderer) > width else ln
+                                     for ln in lines))
+            if engine is not None:
+                engine.execute(fig)
+
+
+def _width(title, line: str, renderer) -> float:
+    from matplotlib.text import Text
+    probe = Text(text=line, fontproperties=title.get_fontproperties(), figure=title.figure)
+    return probe.get_window_extent(renderer).width
 
 
 # ---------------------------------------------------------------- panels
@@ -197,23 +258,49 @@ def panel_grid(fig, n: int, ncols: int):
     return axes
 
 
-def figure(style: FigureStyle, n_panels: int = 1, ncols: int | None = None, panel_height: float | None = None):
-    """A constrained-layout figure with n panels: column width for one, page width for more."""
+def figure(style: FigureStyle, n_panels: int = 1, ncols: int | None = None, ylabel: str = ""):
+    """A constrained-layout figure with n panels: column width for one, page width for more,
+    in fewer columns where a panel would be narrower than 20 em of the font; each panel tall enough that its y label (`ylabel`, rotated) fits beside it at the font size."""
     _, pyplot = plt()
     ncols = ncols or min(3, n_panels)
-    nrows = math.ceil(n_panels / ncols)
     width = style.column_width if n_panels == 1 else style.page_width
-    height = panel_height or (0.74 * width if n_panels == 1 else 0.85 * width / ncols + 0.25)
+    while ncols > 1 and width / ncols * 72 / style.font_size < 20:    # a panel narrower than 20 em
+        ncols -= 1                                                    # cannot hold its axis label
+    nrows = math.ceil(n_panels / ncols)
+    height = 0.74 * width if n_panels == 1 else 0.85 * width / ncols + 0.25
+    # the label's length (about 0.55 em a character) plus title, ticks and x label (about 7 lines)
+    height = max(height, (0.55 * len(ylabel) + 7.0) * style.font_size / 72)
     fig = pyplot.figure(figsize=(width, height * nrows + (0.3 if n_panels > 1 else 0)), layout="constrained")
     return fig, panel_grid(fig, n_panels, ncols)
 
 
+_PREFIXES = {"k": "3", "M": "6", "G": "9", "T": "12", "P": "15", "E": "18", "Z": "21"}
+
+
+def prefix_note(fig) -> str:
+    """The caption's key to the SI prefixes the figure's tick labels use ('' when none)."""
+    used = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            fmt = axis.get_major_formatter()
+            for v in axis.get_majorticklocs():
+                label = str(fmt(v))
+                if label and label[-1] in _PREFIXES:
+                    used.add(label[-1])
+    if not used:
+        return ""
+    keys = sorted(used, key=lambda k: int(_PREFIXES[k]))
+    return "Tick labels use SI prefixes: " + ", ".join(f"{k} = 10^{_PREFIXES[k]}" for k in keys) + "."
+
+
 def save(fig, path: Path, caption: str) -> list[Path]:
-    """PDF, PNG copy (200 dpi) and caption file (<name>.txt) beside it; returns [the PDF]."""
+    """PDF, PNG copy (200 dpi) and caption file (<name>.txt, with the key to the tick labels'
+    SI prefixes) beside it; returns [the PDF]."""
     _, pyplot = plt()
     path = Path(path)
     fig.savefig(path)
     fig.savefig(path.with_suffix(".png"), dpi=200)
+    note = prefix_note(fig)
     pyplot.close(fig)
-    path.with_suffix(".txt").write_text(caption.strip() + "\n")
+    path.with_suffix(".txt").write_text(caption.strip() + (" " + note if note else "") + "\n")
     return [path]
