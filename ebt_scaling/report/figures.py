@@ -320,7 +320,7 @@ def thinking_passes_figure(think, metric, families, style) -> Built:
             colour, marker = styles[(fam, nc)]
             med = h.groupby("forward_passes")[metric].median()
             label = _family_name(fam, families) + (f", best of {nc}" if nc > 1 else "")
-            ax.plot(med.index, med.values, marker=marker, color=colour, label=label,
+            ax.plot(med.index, med.values, marker=marker, color=colour, label=label, markersize=4.5 * style.font_size / 7.5,
                     markeredgecolor="white", markeredgewidth=0.3)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -551,19 +551,16 @@ def isoflop_figure(isoflop: dict, families, style) -> Built:
     ax.set_xlabel("Training compute $C$ (FLOPs)")
     ax.set_ylabel("Compute-optimal parameters $N^*$")
     ax.set_title("Compute-optimal size")
-    ax.legend(loc="upper left")
+    ax.legend(loc="best")
     lo, hi = ax.get_xlim()
     if hi / lo < 1.5:
         ax.set_xlim(lo / 2, hi * 2)
     set_log_ticks(ax, "x")
     set_log_ticks(ax, "y")
-    handles = {}
-    for a in axes[:-1]:
-        for h, lab in zip(*a.get_legend_handles_labels()):
-            handles.setdefault(lab, h)
-    order = [f"{tick(c)} FLOPs" for c in budgets if f"{tick(c)} FLOPs" in handles]
-    fig.legend([handles[k] for k in order], order, loc="outside upper center", ncol=len(order),
-               title="Compute budget")
+    from matplotlib.lines import Line2D       # the colour key: filled circles, whatever the panels show
+    order = [f"{tick(c)} FLOPs" for c in budgets]
+    swatches = [Line2D([], [], linestyle="none", marker="o", color=colour_of[c]) for c in budgets]
+    fig.legend(swatches, order, loc="outside upper center", ncol=len(order), title="Compute budget")
     s = ["IsoFLOP analysis (Chinchilla's approach 2). Left panels, one per family: validation loss "
          "(nats/token) of each trial against its non-embedding parameters N, coloured by compute budget; "
          "curve: the parabola in log10 N fitted to one budget's trials; black star: its minimum, the "

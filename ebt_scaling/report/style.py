@@ -267,7 +267,7 @@ def figure(style: FigureStyle, n_panels: int = 1, ncols: int | None = None, ylab
     while ncols > 1 and width / ncols * 72 / style.font_size < 20:    # a panel narrower than 20 em
         ncols -= 1                                                    # cannot hold its axis label
     nrows = math.ceil(n_panels / ncols)
-    height = 0.74 * width if n_panels == 1 else 0.85 * width / ncols + 0.25
+    height = 0.74 * width if n_panels == 1 else min(0.85 * width / ncols, 2.2) + 0.25   # wide panels: capped
     # the label's length (about 0.55 em a character) plus title, ticks and x label (about 7 lines)
     height = max(height, (0.55 * len(ylabel) + 7.0) * style.font_size / 72)
     fig = pyplot.figure(figsize=(width, height * nrows + (0.3 if n_panels > 1 else 0)), layout="constrained")

@@ -173,7 +173,7 @@ def tables_latex(result) -> str:
     """report.md's scaling-rate and thinking tables as LaTeX (booktabs) tables, the same cells
     (`fit --latex` writes them to tables.tex; needs \\usepackage{booktabs})."""
     parts = [f"% ebt-sweep fit {result.source}: the tables of report.md (booktabs)\n"]
-    cells = comparison_cells(result)
+    cells = comparison_cells(result).replace("`", "", regex=True)     # Markdown code quotes
     if len(cells):
         parts.append(cells.to_latex(index=False, escape=True, label="tab:scaling-rate", caption=_tex(
             f"Scaling rate against {result.baseline}: slopes of log10({result.metric}) on log10(x), their "
