@@ -236,3 +236,22 @@ def test_latex_tables_have_the_shape_latex_needs(written):
 def test_cli_figure_options_reject_bad_values(tmp_path, capsys):
     assert main(["fit", str(RESULTS / "depth"), "--out", str(tmp_path), "--fig-width", "0"]) == 2
     assert "column_width=0.0 must be a positive number" in capsys.readouterr().err
+
+
+def test_thinking_ood_draws_intervals_where_the_table_has_them():
+    import pandas as pd
+    from ebt_scaling.report.figures import thinking_ood_figure
+    table = pd.DataFrame({"family": ["ebt_s2"] * 3 + ["transformer_pp"] * 3,
+                          "eval_set": ["val", "ood:arith", "ood:dyck"] * 2,
+                          "ood_ratio": [1.0, 20.0, 3000.0, 1.0, 10.0, 2000.0],
+                          "improvement_pct": [2.0, 7.0, 80.0, 0.0, 0.0, 0.0],
+                          "improvement_low": [1.0, 4.0, 70.0, 0.0, 0.0, 0.0],
+                          "improvement_high": [3.0, 9.0, 88.0, 0.0, 0.0, 0.0]})
+    b = thinking_ood_figure(table, ["transformer_pp", "ebt_s2"], FigureStyle())
+    ax = b.fig.axes[0]
+    assert len(ax.containers) == 2                      # an errorbar container per family
+    assert "Error bars: 95% intervals" in b.caption and "No intervals" not in b.caption
+    labels = {t.get_text() for t in ax.texts}
+    assert labels == {"validation", "arithmetic", "Dyck"}    # the family that cannot think is not labelled
+    from matplotlib import pyplot
+    pyplot.close(b.fig)
