@@ -181,12 +181,11 @@ def _trained_on(points: pd.DataFrame) -> tuple:
     """(device, dtype, number of trials) of the fitted trials, most trials first."""
     if "device" not in points.columns:
         return ()
-    cols = ["device"] + (["dtype"] if "dtype" in points.columns else [])
     trials = points.drop_duplicates("trial_id")
-    counts = trials.assign(**{c: rio.text_column(trials[c]).replace("", "unknown") for c in cols}).groupby(cols).size()
-    counts = counts.sort_values(ascending=False, kind="mergesort")
-    return tuple((k[0], k[1] if len(cols) > 1 else "", int(n)) if isinstance(k, tuple) else (k, "", int(n))
-                 for k, n in counts.items())
+    kinds = pd.DataFrame({"device": rio.text_column(trials["device"]).replace("", "unknown"),
+                          "dtype": rio.text_column(trials["dtype"]) if "dtype" in trials.columns else ""})
+    counts = kinds.groupby(["device", "dtype"]).size().sort_values(ascending=False, kind="mergesort")
+    return tuple((device, dtype, int(n)) for (device, dtype), n in counts.items())
 
 
 CURVE_COLUMNS = ("sweep", "axis", "x_column", "x", "trial_id", "family", "seed", "step", "tokens", "val_loss")

@@ -241,7 +241,7 @@ def provenance() -> dict[str, str]:
 def _trained_on(result) -> str:
     if not result.trained_on:
         return ""
-    return "; ".join(f"{device} {dtype}: {n} trial(s)" for device, dtype, n in result.trained_on)
+    return "; ".join(f"{' '.join(filter(None, (device, dtype)))}: {n} trial(s)" for device, dtype, n in result.trained_on)
 
 
 def report_markdown(result) -> str:
