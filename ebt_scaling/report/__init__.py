@@ -36,9 +36,12 @@ def write(result: FitResult, figures: bool = True, latex: bool = False, style=No
     table.to_csv(files[0], index=False)
     result = replace(result, table=table)
     if latex:
-        files += [out / "fits.tex", out / "tables.tex"]
-        files[-2].write_text(tables.fits_latex(table))
-        files[-1].write_text(tables.tables_latex(result))
+        files.append(out / "fits.tex")
+        files[-1].write_text(tables.fits_latex(table))
+        report_tables = tables.tables_latex(result)
+        if "\\begin{table}" in report_tables:     # a fit without comparisons or thinking has none
+            files.append(out / "tables.tex")
+            files[-1].write_text(report_tables)
     if figures:
         from . import figures as figs
         files += figs.write_figures(result, out, style)
