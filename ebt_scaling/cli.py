@@ -111,8 +111,10 @@ def _fit(args) -> int:
               "loss-like metric it fits log10(loss), a different law whose slopes and gains are not the "
               "paper's (use --metric val_ppl to compare with it)", file=sys.stderr)
     try:
+        from .report.style import FigureStyle
+        style = FigureStyle(column_width=args.fig_width, page_width=args.page_width, font_size=args.font_size)
         result = run_fit(args.source, Path(args.out), metric=args.metric, axes=args.axis or None,
-                         select=args.select, extrapolate=extrapolate or None, latex=args.latex)
+                         select=args.select, extrapolate=extrapolate or None, latex=args.latex, style=style)
     except ValueError as err:      # the fitter's expected errors name the file, the column and the fix
         raise ConfigError(str(err)) from err
     print(summary(result))
@@ -241,8 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--extrapolate", action="append", metavar="AXIS=VALUE",
                    help="report the loss each family's law predicts at this scale, e.g. params=1e9, and "
                         "draw the figures out to it (by default they span the measured range only)")
-    f.add_argument("--latex", action="store_true", help="also write fits.tex: the fitted parameters and "
-                   "their 95%% intervals as a LaTeX longtable (booktabs)")
+    f.add_argument("--latex", action="store_true", help="also write fits.tex (every fitted parameter with "
+                   "its 95%% interval, a LaTeX longtable) and tables.tex (report.md's scaling-rate and thinking "
+                   "tables); both booktabs")
+    f.add_argument("--fig-width", type=float, default=3.3, metavar="INCHES",
+                   help="width of single-panel figures (default 3.3: one column of a two-column paper)")
+    f.add_argument("--page-width", type=float, default=6.75, metavar="INCHES",
+                   help="width of multi-panel figures (default 6.75: the text width)")
+    f.add_argument("--font-size", type=float, default=7.5, metavar="PT",
+                   help="base font size of the figures in points (default 7.5; ticks and legends 1 pt smaller)")
     f.set_defaults(func=_fit)
 
     from .execute.cli import register as _register_sweep; _register_sweep(sub)

@@ -13,6 +13,7 @@ import ebt_scaling
 from ebt_scaling import final_points, fit_results, load_results, plan
 from ebt_scaling.fit.io import read_results, select_points
 from ebt_scaling.report import run_fit
+from ebt_scaling.report.numbers import sig
 from ebt_scaling.sweep import load_spec
 from ebt_scaling.sweep import plan as plan_trials
 from ebt_scaling.sweep.plan import rate_for, rates, work_flops
@@ -48,10 +49,9 @@ def test_fit_table_is_fits_csv(tmp_path):
     written = fit_results(RESULTS / "depth", out=tmp_path / "out", figures=False, n_boot=50, n_boot_saturating=0)
     assert (tmp_path / "out" / "report.md").exists() and len(written.table) == len(cli)
     # the report says what made it
-    generated = next(l for l in (tmp_path / "out" / "report.md").read_text().splitlines()
-                     if l.startswith("- generated: "))
-    assert f"by ebt-scaling {ebt_scaling.__version__} (git " in generated and "command `" in generated
-    assert "CPU threads" in generated
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"\n- code: ebt-scaling {ebt_scaling.__version__} (git " in report and "\n- command: `" in report
+    assert "\n- generated: 20" in report and " UTC\n" in report and "CPU threads" in report
 
 
 def test_plan_frame_is_the_cli_plan():
@@ -126,4 +126,4 @@ def test_latex_table_has_every_fitted_parameter(tmp_path):
     assert len(body) == len(res.table)
     assert not re.search(r"(?<!\\)[%_]", tex)          # every % and _ escaped for LaTeX
     slope = res.table[(res.table["law"] == "loglog") & (res.table["parameter"] == "slope")].iloc[0]
-    assert f"& slope & {slope['estimate']:.3g} & [{slope['ci_low']:.3g}, {slope['ci_high']:.3g}]" in tex
+    assert f"& slope & {sig(slope['estimate'])} & [{sig(slope['ci_low'])}, {sig(slope['ci_high'])}]" in tex

@@ -72,6 +72,8 @@ class FitResult:
     n_failed: int = 0
     chinchilla_extrapolation: dict[str, Interval] = field(default_factory=dict)
     think_rows: pd.DataFrame = field(default_factory=pd.DataFrame)   # kind=='think' rows, for figures
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)       # validation loss along training, for figures
+    trained_on: tuple = ()          # (device, dtype, trials) of the fitted trials, from their rows
 
 
 def fit_source(source, out, metric: str = "val_ppl", axes=None, select: str = "final",
@@ -171,7 +173,55 @@ def _run_results(table, out, metric, axes, select, extrapolate, baseline, n_boot
                      extrapolations=tuple(extrapolations), chinchilla=chinchilla, isoflop=isoflop,
                      thinking=thinking, table=pd.DataFrame(), notes=tuple(notes),
                      n_rows_read=sel.n_rows_read, n_trials=sel.n_trials, n_failed=sel.n_failed,
-                     think_rows=think)
+                     think_rows=think, curves=_curves(table.frame, points, fits, iso_sweeps),
+                     trained_on=_trained_on(points))
+
+
+def _trained_on(points: pd.DataFrame) -> tuple:
+    """(device, dtype, number of trials) of the fitted trials, most trials first."""
+    if "device" not in points.columns:
+        return ()
+    trials = points.drop_duplicates("trial_id")
+    kinds = pd.DataFrame({"device": rio.text_column(trials["device"]).replace("", "unknown"),
+                          "dtype": rio.text_column(trials["dtype"]) if "dtype" in trials.columns else ""})
+    counts = kinds.groupby(["device", "dtype"]).size().sort_values(ascending=False, kind="mergesort")
+    return tuple((device, dtype, int(n)) for (device, dtype), n in counts.items())
+
+
+CURVE_COLUMNS = ("sweep", "axis", "x_column", "x", "trial_id", "family", "seed", "step", "tokens", "val_loss")
+
+
+def _curves(frame: pd.DataFrame, points: pd.DataFrame, fits, iso_sweeps=()) -> pd.DataFrame:
+    """Each fitted trial's validation loss along training (its eval rows and its final row),
+    with the x of its sweep's first fitted axis (N in an isoFLOP sweep, whose budgets hold
+    several sizes; NaN where the sweep fits none, e.g. thinking): what the learning-curve
+    figures draw. A trial two sweeps share appears under both."""
+    needed = {"trial_id", "kind", "step", "tokens", "val_loss"}
+    if not needed <= set(frame.columns) or points.empty:
+        return pd.DataFrame(columns=list(CURVE_COLUMNS))
+    first_axis = {sweep: ("params", "n_params") for sweep in iso_sweeps}
+    for f in fits:
+        first_axis.setdefault(f.sweep, (f.axis, f.x_column))
+    rows = frame[frame["kind"].astype(str).isin(["eval", "final"])]
+    rows = rows[np.isfinite(pd.to_numeric(rows["val_loss"], errors="coerce"))
+                & (pd.to_numeric(rows["tokens"], errors="coerce") > 0)]
+    parts = []
+    for sweep, pts in points.groupby("sweep", sort=True):
+        axis, x_column = first_axis.get(sweep, ("", ""))
+        x_of = (dict(zip(pts["trial_id"], pd.to_numeric(pts[x_column], errors="coerce")))
+                if x_column in pts.columns else {})
+        r = rows[rows["trial_id"].isin(set(pts["trial_id"]))]
+        # an eval and the final row at the same step are one evaluation: keep the final
+        r = r.assign(_final=(r["kind"].astype(str) == "final").astype(int)).sort_values(["trial_id", "step", "_final"])
+        r = r.drop_duplicates(["trial_id", "step"], keep="last")
+        parts.append(pd.DataFrame({
+            "sweep": sweep, "axis": axis, "x_column": x_column,
+            "x": [x_of.get(t, np.nan) for t in r["trial_id"]], "trial_id": r["trial_id"].to_numpy(),
+            "family": rio.text_column(r["family"]).to_numpy(),
+            "seed": pd.to_numeric(r["seed"], errors="coerce").to_numpy() if "seed" in r.columns else 0,
+            "step": r["step"].to_numpy(), "tokens": pd.to_numeric(r["tokens"]).to_numpy(float),
+            "val_loss": pd.to_numeric(r["val_loss"]).to_numpy(float)}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(CURVE_COLUMNS))
 
 
 def _fit_family(plan, family, g, metric, n_boot, n_boot_sat, seed, notes, label):

@@ -27,7 +27,7 @@ Why it is built this way:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import least_squares, minimize, nnls
@@ -703,6 +703,10 @@ class IsoFlopFit:
     b: Interval                  # D* = k' C^b
     k_prime: Interval
     notes: tuple[str, ...]
+    # what the figure draws: every point with the median C of its budget group (skipped
+    # budgets included), and per usable budget the parabola (c2, c1, c0) in u = log10 N
+    points: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = ()    # (C_budget, N, L, usable)
+    parabolas: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
 
 
 def _parabola_minima(u, d, L, weights):
@@ -735,11 +739,13 @@ def fit_isoflop(C, N, D, L, *, n_boot: int = 1000, rng: np.random.Generator, uni
     C, N, D, L = (np.asarray(v, float) for v in (C, N, D, L))
     units = np.arange(C.size) if units is None else np.asarray(units)
     labels = group_budgets(C, tol_dex)
-    notes, rows = [], []
+    notes, rows, coefs = [], [], []
     draws_u, draws_d = [], []
+    c_budget, usable = np.empty(C.size), np.zeros(C.size, bool)
     for lab in np.unique(labels):
         m = labels == lab
         c_med = float(np.median(C[m]))
+        c_budget[m] = c_med
         u, d = np.log10(N[m]), np.log10(D[m])
         if np.unique(u).size < 3:
             notes.append(f"budget {c_med:.3g} FLOPs: {np.unique(u).size} distinct N, a parabola needs 3")
@@ -750,6 +756,8 @@ def fit_isoflop(C, N, D, L, *, n_boot: int = 1000, rng: np.random.Generator, uni
                          f"range [{N[m].min():.3g}, {N[m].max():.3g}]; budget skipped")
             continue
         rows.append((c_med, u_hat, d_hat, l_hat))
+        coefs.append(np.polyfit(u, L[m], 2))
+        usable[m] = True
         w = bootstrap_weights(n_boot, rng, units=units[m], x=u, min_distinct=3, n_points=u.size) \
             if n_boot else np.ones((0, u.size))
         bu, bd, _ = _parabola_minima(u, d, L[m], w)
@@ -760,7 +768,7 @@ def fit_isoflop(C, N, D, L, *, n_boot: int = 1000, rng: np.random.Generator, uni
         notes.append(f"isoFLOP: {len(rows)} usable budget(s); N* = k C^a needs 2 or more")
         arr = np.array(rows).reshape(-1, 4)
         return IsoFlopFit(arr[:, 0], 10 ** arr[:, 1], 10 ** arr[:, 2], arr[:, 3], nan, nan, nan, nan,
-                          tuple(notes))
+                          tuple(notes), (c_budget, N, L, usable), np.array(coefs).reshape(-1, 3))
     arr = np.array(rows)
     logc = np.log10(arr[:, 0])
     a_hat, lk_hat = _weighted_ols(logc, arr[:, 1], None)
@@ -778,7 +786,8 @@ def fit_isoflop(C, N, D, L, *, n_boot: int = 1000, rng: np.random.Generator, uni
     if len(rows) == 2:
         notes.append("isoFLOP: only 2 budgets, so the exponents a and b pass exactly through them")
     return IsoFlopFit(budgets=arr[:, 0], N_opt=10 ** arr[:, 1], D_opt=10 ** arr[:, 2], loss_opt=arr[:, 3],
-                      a=intervals[0], k=intervals[1], b=intervals[2], k_prime=intervals[3], notes=tuple(notes))
+                      a=intervals[0], k=intervals[1], b=intervals[2], k_prime=intervals[3], notes=tuple(notes),
+                      points=(c_budget, N, L, usable), parabolas=np.array(coefs))
 
 
 def _ols_rows(u: np.ndarray, V: np.ndarray):
