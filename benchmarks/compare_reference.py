@@ -123,10 +123,13 @@ def reference_hparams(kind: str, L: int, d: int, h: int, S: int, B: int, V: int,
         weight_initialization_gain=1.0, ebt_norm="rms", ebt_act_func="silu", dyt_alpha_init=0.5,
         execution_mode="pretrain", debug_unused_parameters=False,
         # EBT
-        ebt_type="time_embed" if kind == "ebt_s1" else "default", mcmc_num_steps=2, mcmc_step_size=alpha,
+        # both presets have step tokens (time_embed): S1 two landscapes of one step each, S2 one
+        # landscape (one token) walked twice, as its job script does (2 steps, no randomness here)
+        ebt_type="time_embed", mcmc_num_steps=2 if kind == "ebt_s1" else 1, mcmc_step_size=alpha,
         mcmc_step_size_learnable=kind == "ebt_s1", langevin_dynamics_noise=noise, vocab_to_embed_uses_prob_dist=False,
         num_modality_processing_mlp_layers=1, mcmc_replay_buffer=False, randomize_mcmc_step_size_scale=1,
-        randomize_mcmc_num_steps=0, randomize_mcmc_num_steps_final_landscape=False, randomize_mcmc_num_steps_min=0,
+        randomize_mcmc_num_steps=0 if kind == "ebt_s1" else 1, randomize_mcmc_num_steps_final_landscape=False,
+        randomize_mcmc_num_steps_min=0,
         no_mcmc_detach=False, normalize_initial_condition=True, normalize_initial_condition_only_first_step=False,
         truncate_mcmc=kind == "ebt_s2", clamp_futures_grad=False, clamp_futures_grad_max_change=0.0,
         absolute_clamp=0.0, sharpen_predicted_distribution=0.0, denoising_initial_condition="random_noise",
@@ -149,8 +152,7 @@ def name_map(ours: nn.Module, kind: str) -> dict[str, str]:
     else:
         m.update({"prob_embed.weight": "vocab_to_embed.weight", "alpha": "alpha",
                   "energy_head.weight": "transformer.final_layer.weight"})
-        if kind == "ebt_s1":
-            m["step_embeddings.weight"] = "transformer.time_embeddings.weight"
+        m["step_embeddings.weight"] = "transformer.time_embeddings.weight"
     for i in range(len(ours.layers)):
         for a, b in [("attention.wq", "attention.wq"), ("attention.wk", "attention.wk"),
                      ("attention.wv", "attention.wv"), ("attention.wo", "attention.wo"),

@@ -127,8 +127,9 @@ class EBTConfig:
     steps: int = 2                      # optimisation steps per training forward
     random_extra_steps: int = 0         # S2: steps drawn uniformly in [steps, steps+extra]
     eval_steps: int = 0                 # steps at validation (0 -> steps + extra)
-    step_embeddings: bool = False       # S1: one learned prefix token per step
-    alpha: float = 0.0                  # 0 -> alpha_ref * (vocab_size / alpha_ref_vocab) ** 0.25
+    step_embeddings: bool = False       # a learned prefix token the context sees (the reference's time_embed)
+    landscapes: int = 0                 # distinct step tokens: 0 -> one per step (S1), 1 -> one for all (S2)
+    alpha: float = 0.0                  # 0 -> alpha_ref * (vocab_size / alpha_ref_vocab) ** 0.75 (resolve_alpha)
     alpha_ref: float = 5.0              # the paper's alpha, tuned at alpha_ref_vocab
     alpha_ref_vocab: int = 50277
     alpha_learnable: bool = False
@@ -146,6 +147,7 @@ class EBTConfig:
 
     LIMITS: ClassVar[dict[str, Span]] = {
         "steps": Span(1, 1000), "random_extra_steps": Span(0, 1000),
+        "landscapes": Span(0, 1000, note="0 = one step token per step"),
         "eval_steps": Span(0, 1000, note="0 = steps + random_extra_steps"),
         "alpha": Span(0, 1e9, note="0 = the vocabulary rule"), "alpha_ref": Span(0, 1e9, lo_open=True),
         "alpha_ref_vocab": Span(1, 2 ** 24), "alpha_lr_mult": Span(0, 1e6, note="0 = 3 x alpha"),
@@ -160,17 +162,26 @@ class EBTConfig:
 
     @property
     def max_steps(self) -> int:
-        """How many distinct steps a model may meet (S1: one step embedding each)."""
+        """How many distinct steps a model may meet."""
         return max(self.steps + self.random_extra_steps, self.eval_steps)
 
+    @property
+    def step_tokens(self) -> int:
+        """Learned step tokens: one per landscape (S1: one per step; S2: a single one)."""
+        if not self.step_embeddings:
+            return 0
+        return self.landscapes or self.max_steps
 
+
+# alpha's transfer across vocabularies (resolve_alpha): measured, benchmarks/RESULTS.md
+ALPHA_VOCAB_POWER = 0.75
 # The recipe's table, with alpha expressed at the paper's vocabulary (see `resolve_alpha`).
 EBT_PRESETS: dict[str, dict[str, Any]] = {
-    "ebt_s1": dict(steps=2, random_extra_steps=0, step_embeddings=True, alpha_ref=500.0,
+    "ebt_s1": dict(steps=2, random_extra_steps=0, step_embeddings=True, landscapes=0, alpha_ref=500.0,
                    alpha_learnable=True, alpha_lr_mult=0.0, alpha_random_scale=1.0,
                    langevin_std=0.0, second_order="full", detach_between_steps=True,
                    loss="mean", replay_buffer=0),
-    "ebt_s2": dict(steps=2, random_extra_steps=1, step_embeddings=False, alpha_ref=5.0,
+    "ebt_s2": dict(steps=2, random_extra_steps=1, step_embeddings=True, landscapes=1, alpha_ref=5.0,
                    alpha_learnable=False, alpha_random_scale=2.0, langevin_std=3.0,
                    second_order="truncated", detach_between_steps=True, loss="final",
                    replay_buffer=192, replay_fraction=0.5),
@@ -636,19 +647,18 @@ def resolve(cfg: Config, explicit_ebt_keys: set[str] | None = None, source: str 
 def resolve_alpha(e: EBTConfig, vocab_size: int) -> float:
     """The thinking step size at this vocabulary.
 
-    The paper's alpha (5 for S2, 500 for S1) was tuned for V = 50277. The logit update
-    is alpha * dE/dp, and the size of dE/dp at initialisation depends on V: in our
-    model (N(0, 1) embeddings) its standard deviation is 17-19 at V = 256, 14-16 at
-    V = 4096 and 3.3-4.2 at V = 50277 (d = 64 and 384, two layers; with Xavier
-    embeddings 14-15, 10-11 and 2.5-3), about V^-1/4. We keep the
-    first update the size the paper tuned for, alpha = alpha_ref * (V / alpha_ref_vocab)
-    ** (1/4) (x0.27 at V = 256: S2 1.33, S1 133), unless the user fixes `alpha`. The
-    recipe (section 9) found the paper's alpha far too large at V = 256 in the
-    reference code; a linear rule (x1/196) measured here left S2 at the unigram loss.
+    The paper's alpha (5 for S2, 500 for S1) was tuned for V = 50277 and is far too large
+    at small vocabularies (recipe section 9: S1 starts near a loss of 15000 at V = 256).
+    Unless the user fixes `alpha`, alpha = alpha_ref * (V / alpha_ref_vocab) ** (3/4)
+    (S1 9.53, S2 0.0953 at V = 256), the paper's values at V = 50277. Chosen from
+    `benchmarks/learn_markov.py --alpha-grid` (benchmarks/RESULTS.md): at V = 256 both
+    presets learn under k = 3/4 and k = 1 and not under k <= 1/2 (S1 stays at the
+    unigram loss); at V = 32 and 64 S2 learns a little under 3/4 and not at all under 1.
+    At V = 4096 neither preset learned in 200 steps under any k tried (open).
     """
     if e.alpha > 0:
         return e.alpha
-    return e.alpha_ref * (vocab_size / e.alpha_ref_vocab) ** 0.25
+    return e.alpha_ref * (vocab_size / e.alpha_ref_vocab) ** ALPHA_VOCAB_POWER
 
 
 def _need(cond: bool, where: str, msg: str):

@@ -44,8 +44,7 @@ def embedding_params(cfg: Config) -> int:
     n = m.vocab_size * m.d_model             # token embedding
     if cfg.is_ebt:
         n += m.vocab_size * m.d_model        # probability embedding Linear(V -> D)
-        if cfg.ebt.step_embeddings:
-            n += cfg.ebt.max_steps * m.d_model
+        n += cfg.ebt.step_tokens * m.d_model   # learned step tokens
     else:
         n += m.d_model * m.vocab_size        # untied LM head
     return n
@@ -96,7 +95,7 @@ def ebt_step_flops_per_token(cfg: Config, create_graph: bool) -> int:
 def ebt_observed_flops_per_token(cfg: Config, training: bool) -> int:
     """The observed (context) stream: causal blocks over the real tokens. Its keys and
     values are computed once per forward and shared by every thinking step, unless the
-    S1 step embedding changes the context at each step. Only the last layer's keys and
+    S1's step tokens change the context at each step. Only the last layer's keys and
     values are read, so that layer stops after wq, wk, wv (3 D^2)."""
     m, S = cfg.model, cfg.data.seq_len
     prefix = 1 if cfg.ebt.step_embeddings else 0
@@ -116,7 +115,7 @@ def ebt_train_flops_per_token(cfg: Config, steps: float | None = None) -> float:
     k = ebt_mean_train_steps(cfg) if steps is None else steps
     graph_steps = k if e.second_order == "full" else 1.0
     plain_steps = k - graph_steps
-    contexts = k if e.step_embeddings else 1.0
+    contexts = k if e.step_tokens > 1 else 1.0
     per_row_token = (contexts * ebt_observed_flops_per_token(cfg, training=True)
                      + graph_steps * ebt_step_flops_per_token(cfg, create_graph=True)
                      + plain_steps * ebt_step_flops_per_token(cfg, create_graph=False))

@@ -69,7 +69,7 @@ class MemoryPlan:
 def _family_key(cfg: Config) -> str:
     if not cfg.is_ebt:
         return "transformer_pp"
-    return "ebt_s1" if cfg.ebt.step_embeddings else "ebt_s2"
+    return "ebt_s1" if cfg.ebt.second_order == "full" else "ebt_s2"   # S1 keeps every step's graph
 
 
 def per_row_bytes(cfg: Config, autocast: bool) -> int:

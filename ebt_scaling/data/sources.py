@@ -195,11 +195,13 @@ def shakespeare_plays() -> list[tuple[str, str]]:
     return plays
 
 
+def shakespeare_training_plays() -> list[str]:
+    return [b for i, (_, b) in enumerate(shakespeare_plays()) if i % VAL_PLAY_EVERY != VAL_PLAY_OFFSET]
+
+
 def shakespeare_split() -> tuple[str, str]:
-    plays = shakespeare_plays()
-    val = [b for i, (_, b) in enumerate(plays) if i % VAL_PLAY_EVERY == VAL_PLAY_OFFSET]
-    train = [b for i, (_, b) in enumerate(plays) if i % VAL_PLAY_EVERY != VAL_PLAY_OFFSET]
-    return "\n".join(train), "\n".join(val)
+    val = [b for i, (_, b) in enumerate(shakespeare_plays()) if i % VAL_PLAY_EVERY == VAL_PLAY_OFFSET]
+    return "\n".join(shakespeare_training_plays()), "\n".join(val)
 
 
 def _encode_array(tok, text: str) -> np.ndarray:

@@ -1,6 +1,9 @@
 """Tokenizers: bytes (V = 256, the default, needs nothing) or a fast Hugging Face
-`tokenizers` tokenizer, named by its Hub repository (the paper's EleutherAI/gpt-neox-20b)
-or by the path of a local tokenizer.json (e.g. one trained with the `tokenizers` library).
+`tokenizers` tokenizer, named by its Hub repository (the paper's EleutherAI/gpt-neox-20b),
+by the path of a local tokenizer.json (e.g. one trained with the `tokenizers` library), or
+by the name of one shipped with the package: `shakespeare-bpe4096`, a byte-level BPE of
+4096 tokens trained on the embedded corpus's training plays (`shakespeare_bpe`; rebuilt
+bit-identically by scripts/build_bpe.py, checked by tests/test_tokenizers.py).
 """
 from __future__ import annotations
 
@@ -35,8 +38,8 @@ def load_hf_tokenizer(name: str):
         from tokenizers import Tokenizer
     except ImportError:
         raise ConfigError(
-            f"data.tokenizer: {brief(name)} needs the Hugging Face extra; install it with "
-            "`pip install 'ebt-scaling[hf]'`, or use tokenizer: byte") from None
+            f"data.tokenizer: {brief(name)} needs the `tokenizers` package (a dependency of "
+            "ebt-scaling): `pip install 'tokenizers>=0.20,<1'`, or use tokenizer: byte") from None
     path = Path(name).expanduser()
     try:
         if path.suffix == ".json" or path.exists():
@@ -77,8 +80,25 @@ class HFTokenizer:
         return self._tok.decode(list(ids))
 
 
+# tokenizers shipped in the package (data/corpus/<name>.json) and the vocabulary each was built with
+SHIPPED = {"shakespeare-bpe4096": 4096}
+
+
+def shipped_path(name: str) -> Path:
+    return Path(__file__).parent / "corpus" / f"{name}.json"
+
+
 def build_tokenizer(name: str):
-    return ByteTokenizer() if name == "byte" else HFTokenizer(name)
+    if name == "byte":
+        return ByteTokenizer()
+    return HFTokenizer(str(shipped_path(name)) if name in SHIPPED else name)
+
+
+def shakespeare_bpe(vocab: int, path) -> str:
+    """The shipped BPE: trained on the embedded corpus's training plays only (one document
+    per play, corpus order), so that no validation play shapes the vocabulary."""
+    from .sources import shakespeare_training_plays
+    return train_bpe(shakespeare_training_plays(), vocab, path)
 
 
 def train_bpe(docs, vocab: int, path) -> str:

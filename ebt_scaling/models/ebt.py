@@ -59,7 +59,9 @@ class EBT(nn.Module):
         self.vocab_size = m.vocab_size
         self.tok_embeddings = nn.Embedding(m.vocab_size, m.d_model)
         self.prob_embed = nn.Linear(m.vocab_size, m.d_model, bias=False)
-        self.step_embeddings = nn.Embedding(e.max_steps, m.d_model) if e.step_embeddings else None
+        self.step_embeddings = nn.Embedding(e.step_tokens, m.d_model) if e.step_tokens else None
+        # the context depends on the step only with several step tokens (S1)
+        self.per_step_context = e.step_tokens > 1
         self.layers = nn.ModuleList(
             Block(m.d_model, m.n_heads, m.d_ffn, m.norm_eps) for _ in range(m.n_layers))
         self.norm = RMSNorm(m.d_model, m.norm_eps)
@@ -79,7 +81,7 @@ class EBT(nn.Module):
 
     def context(self, tokens, step: int | None = None):
         """Observed stream over tokens (B, S) -> per-layer (k, v), each (B, H, S_o, K),
-        where S_o = S (+1 with the S1 step token in front)."""
+        where S_o = S (+1 with a step token in front: S1's token of this step, S2's single one)."""
         x = self.tok_embeddings(tokens)                                   # (B, S, D)
         if self.step_embeddings is not None:
             idx = min(step or 0, self.step_embeddings.num_embeddings - 1)
@@ -100,7 +102,7 @@ class EBT(nn.Module):
     def energy(self, kvs, p):
         """Energies (B, S) of candidate distributions p (B, S, V) given the context."""
         B, S, _ = p.shape
-        prefix = kvs[0][0].shape[2] - S                   # 1 with the S1 step token, else 0
+        prefix = kvs[0][0].shape[2] - S                   # 1 with a step token, else 0
         # the residual stream stays in p's precision (fp32) under autocast, as the
         # token embedding keeps it for Transformer++: only the matmuls run in bf16
         x = self.prob_embed(p).to(p.dtype)                # (B, S, D)
@@ -154,7 +156,7 @@ class EBT(nn.Module):
         y = torch.randn(B, S, self.vocab_size, device=tokens.device) * e.init_std if y0 is None else y0
         alpha = self.step_size((B, S) if rows is None else (rows[1], S), randomize, rows)
         context = self.context if learning else torch.no_grad()(self.context)
-        shared = None if self.step_embeddings is not None else context(tokens)
+        shared = None if self.per_step_context else context(tokens)
         logits, energies = [], []
         with torch.enable_grad():
             for k in range(steps):
@@ -284,6 +286,6 @@ class EBT(nn.Module):
     def energy_map(self, tokens, logits, step: int, kvs=None):
         """Per-position energies (B, S) of softmax(logits): the verifier's score. `kvs`
         reuses a context already computed (not for S1, whose context depends on step)."""
-        if kvs is None or self.step_embeddings is not None:
+        if kvs is None or self.per_step_context:
             kvs = self.context(tokens, step=step)
         return self.energy(kvs, softmax32(logits.detach()))

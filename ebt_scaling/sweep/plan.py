@@ -21,13 +21,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import Config, ConfigError, brief, config_from_dict, from_dict, load_yaml
+from ..data.tokenizers import SHIPPED
 from ..flops import non_embedding_params, tpp_forward_flops_per_token, train_flops_per_token
 from .rules import RULES
 from .spec import AXES, AxisSize, SweepSpec, spec_from_dict
 from .trial import Trial
 
 # Vocabulary sizes of tokenizers the planner can cost without loading them.
-KNOWN_VOCAB = {"byte": 256, "EleutherAI/gpt-neox-20b": 50277, "gpt2": 50257}
+KNOWN_VOCAB = {"byte": 256, "EleutherAI/gpt-neox-20b": 50277, "gpt2": 50257, **SHIPPED}
 # When a spec sets est_flops_per_s (instead of the measured rates of rates.json):
 EST_OVERHEAD_S = 3.0      # per trial: start-up, data loading, first evaluation
 EBT_EFFICIENCY = 0.55     # EBTs reach ~0.55x of T++'s FLOP/s (small matmuls, autograd through thinking)

@@ -78,7 +78,7 @@ class _Acc(dict):
 
 def _think_batch(model, x, t, steps, candidates, verify_steps, acc: _Acc, want_tokens: bool):
     n = t.numel()
-    kvs = None if model.step_embeddings is not None else torch.no_grad()(model.context)(x)
+    kvs = None if model.per_step_context else torch.no_grad()(model.context)(x)
     energy = lambda y, k: model.energy_map(x, y, k, kvs)                      # (B, S)
     longest = max(max(steps), verify_steps)
     # think longer: one chain, read off after every requested step count; it is also

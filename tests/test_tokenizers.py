@@ -1,0 +1,46 @@
+"""The shipped second vocabulary: a BPE of 4096 tokens trained on the training plays only,
+rebuilt bit-identically, usable by name from a sweep spec."""
+from pathlib import Path
+
+from ebt_scaling.config import config_from_dict
+from ebt_scaling.data.sources import build_source, shakespeare_plays, shakespeare_split
+from ebt_scaling.data.tokenizers import SHIPPED, build_tokenizer, shakespeare_bpe, shipped_path
+
+
+def test_shipped_bpe_rebuilds_byte_for_byte(tmp_path):
+    for name, vocab in SHIPPED.items():
+        built = Path(shakespeare_bpe(vocab, tmp_path / f"{name}.json")).read_bytes()
+        assert built == shipped_path(name).read_bytes(), f"{name}: run scripts/build_bpe.py"
+
+
+def test_shipped_bpe_has_its_vocabulary_and_round_trips_held_out_text():
+    tok = build_tokenizer("shakespeare-bpe4096")
+    assert tok.vocab_size == 4096 and tok.eos_id is not None
+    _, val = shakespeare_split()
+    sample = val[:20000]
+    ids = tok.encode(sample)
+    assert tok.decode(ids) == sample
+    assert max(ids) < 4096
+    # a real compression of held-out text (bytes per token), not a byte-level fallback
+    assert len(sample.encode()) / len(ids) > 2.5
+
+
+def test_validation_plays_do_not_shape_the_vocabulary(tmp_path):
+    """Trained on the training plays only: adding a validation play to the training
+    documents changes the merges, so leaving it out is what the shipped file did."""
+    plays = [b for _, b in shakespeare_plays()]
+    train, val = shakespeare_split()
+    assert all(p in train or p in val for p in plays)
+    from ebt_scaling.data.tokenizers import train_bpe
+    with_val = Path(train_bpe([train, val], 4096, tmp_path / "all.json")).read_bytes()
+    assert with_val != shipped_path("shakespeare-bpe4096").read_bytes()
+
+
+def test_a_spec_names_the_shipped_tokenizer():
+    cfg = config_from_dict({"model": {"n_layers": 1, "d_model": 32, "n_heads": 2},
+                            "data": {"source": "shakespeare", "tokenizer": "shakespeare-bpe4096", "seq_len": 32},
+                            "train": {"steps": 1}})
+    src = build_source(cfg.data)
+    assert src.vocab_size == 4096
+    batch = src.train_batch(0, 4, 32, 0)
+    assert batch.shape == (4, 33) and int(batch.max()) < 4096
