@@ -23,10 +23,17 @@ def tiny_spec(**over):
 
 
 def test_every_shipped_spec_plans_at_both_scales():
+    """Every spec of the paper's experiments plans at both scales; the second-vocabulary
+    specs (*_bpe: the shipped BPE) are cpu only and say so at paper scale."""
+    from ebt_scaling.data.tokenizers import SHIPPED as SHIPPED_TOKENIZERS
     names = {p.stem for p in SWEEPS}
-    assert {"data", "batch", "depth", "width", "params", "flops", "thinking"} <= names
+    assert {"data", "batch", "depth", "width", "params", "flops", "thinking", "data_bpe", "params_bpe"} <= names
     for path in SWEEPS:
-        for scale in ("cpu", "paper"):
+        cpu_only = path.stem.endswith("_bpe")
+        if cpu_only:
+            with pytest.raises(ConfigError, match="no 'paper' preset"):
+                load_spec(path, "paper")
+        for scale in ("cpu",) if cpu_only else ("cpu", "paper"):
             spec = load_spec(path, scale)
             trials = plan(spec)
             assert trials, (path, scale)
@@ -34,7 +41,9 @@ def test_every_shipped_spec_plans_at_both_scales():
             assert all(t.sweep == path.stem for t in trials)
             assert len({t.id for t in trials}) == len(trials)
             if scale == "cpu":
-                assert all(t.config.data.tokenizer == "byte" for t in trials)
+                want = "shakespeare-bpe4096" if cpu_only else "byte"
+                assert want == "byte" or want in SHIPPED_TOKENIZERS
+                assert all(t.config.data.tokenizer == want for t in trials)
             else:
                 assert all(t.config.data.seq_len == 256 and t.config.data.source == "hf" for t in trials)
 
@@ -124,5 +133,5 @@ def test_plan_cli_prints_trials_and_touches_nothing(tmp_path, capsys, monkeypatc
     here = Path(__file__).parent.parent
     cmd_plan(argparse.Namespace(spec=str(here / "sweeps/depth.yaml"), scale="auto"))
     out = capsys.readouterr().out
-    assert "scale: cpu" in out and "total: 16 trials" in out and "transformer_pp" in out and "ebt_s2" in out
+    assert "scale: cpu" in out and "total: 24 trials" in out and all(f in out for f in ("transformer_pp", "ebt_s1", "ebt_s2"))
     assert list(tmp_path.iterdir()) == []
