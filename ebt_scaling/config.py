@@ -129,9 +129,10 @@ class EBTConfig:
     eval_steps: int = 0                 # steps at validation (0 -> steps + extra)
     step_embeddings: bool = False       # a learned prefix token the context sees (the reference's time_embed)
     landscapes: int = 0                 # distinct step tokens: 0 -> one per step (S1), 1 -> one for all (S2)
-    alpha: float = 0.0                  # 0 -> alpha_ref * (vocab_size / alpha_ref_vocab) ** 0.75 (resolve_alpha)
+    alpha: float = 0.0                  # 0 -> alpha_ref * (vocab_size / alpha_ref_vocab) ** alpha_vocab_power
     alpha_ref: float = 5.0              # the paper's alpha, tuned at alpha_ref_vocab
     alpha_ref_vocab: int = 50277
+    alpha_vocab_power: float = 0.25     # how alpha follows the vocabulary (resolve_alpha; measured per preset)
     alpha_learnable: bool = False
     alpha_lr_mult: float = 0.0          # 0 -> 3 * alpha (the paper: 1500 at alpha 500)
     alpha_min: float = 1e-4
@@ -150,7 +151,7 @@ class EBTConfig:
         "landscapes": Span(0, 1000, note="0 = one step token per step"),
         "eval_steps": Span(0, 1000, note="0 = steps + random_extra_steps"),
         "alpha": Span(0, 1e9, note="0 = the vocabulary rule"), "alpha_ref": Span(0, 1e9, lo_open=True),
-        "alpha_ref_vocab": Span(1, 2 ** 24), "alpha_lr_mult": Span(0, 1e6, note="0 = 3 x alpha"),
+        "alpha_ref_vocab": Span(1, 2 ** 24), "alpha_vocab_power": Span(0, 4), "alpha_lr_mult": Span(0, 1e6, note="0 = 3 x alpha"),
         "alpha_min": Span(0, 1e9), "alpha_random_scale": Span(1, 1e3, note="1 = fixed"),
         "langevin_std": Span(0, 1e3), "init_std": Span(0, 1e3), "replay_buffer": Span(0, 2 ** 20, note="0 = off"),
         "replay_fraction": Span(0, 1, hi_open=True), "grad_clamp": Span(0, 1e9, note="0 = off")}
@@ -173,15 +174,15 @@ class EBTConfig:
         return self.landscapes or self.max_steps
 
 
-# alpha's transfer across vocabularies (resolve_alpha): measured, benchmarks/RESULTS.md
-ALPHA_VOCAB_POWER = 0.75
 # The recipe's table, with alpha expressed at the paper's vocabulary (see `resolve_alpha`).
 EBT_PRESETS: dict[str, dict[str, Any]] = {
     "ebt_s1": dict(steps=2, random_extra_steps=0, step_embeddings=True, landscapes=0, alpha_ref=500.0,
+                   alpha_vocab_power=0.75,
                    alpha_learnable=True, alpha_lr_mult=0.0, alpha_random_scale=1.0,
                    langevin_std=0.0, second_order="full", detach_between_steps=True,
                    loss="mean", replay_buffer=0),
     "ebt_s2": dict(steps=2, random_extra_steps=1, step_embeddings=True, landscapes=1, alpha_ref=5.0,
+                   alpha_vocab_power=0.25,
                    alpha_learnable=False, alpha_random_scale=2.0, langevin_std=3.0,
                    second_order="truncated", detach_between_steps=True, loss="final",
                    replay_buffer=192, replay_fraction=0.5),
@@ -648,17 +649,16 @@ def resolve_alpha(e: EBTConfig, vocab_size: int) -> float:
     """The thinking step size at this vocabulary.
 
     The paper's alpha (5 for S2, 500 for S1) was tuned for V = 50277 and is far too large
-    at small vocabularies (recipe section 9: S1 starts near a loss of 15000 at V = 256).
-    Unless the user fixes `alpha`, alpha = alpha_ref * (V / alpha_ref_vocab) ** (3/4)
-    (S1 9.53, S2 0.0953 at V = 256), the paper's values at V = 50277. Chosen from
-    `benchmarks/learn_markov.py --alpha-grid` (benchmarks/RESULTS.md): at V = 256 both
-    presets learn under k = 3/4 and k = 1 and not under k <= 1/2 (S1 stays at the
-    unigram loss); at V = 32 and 64 S2 learns a little under 3/4 and not at all under 1.
-    At V = 4096 neither preset learned in 200 steps under any k tried (open).
+    for S1 at small vocabularies (recipe section 9: S1 starts near a loss of 15000 at
+    V = 256). Unless the user fixes `alpha`, alpha = alpha_ref * (V / alpha_ref_vocab) **
+    alpha_vocab_power, the paper's values at V = 50277, with the power measured per preset
+    (benchmarks/RESULTS.md, "The alpha rule"): S1 3/4 (9.53 at V = 256; under 1/2 or less
+    it stays at the unigram loss), S2 1/4 (1.34 at V = 256; on the study's Shakespeare
+    point it reaches perplexity 8.27 where 3/4 gives 9.56). No single power serves both.
     """
     if e.alpha > 0:
         return e.alpha
-    return e.alpha_ref * (vocab_size / e.alpha_ref_vocab) ** ALPHA_VOCAB_POWER
+    return e.alpha_ref * (vocab_size / e.alpha_ref_vocab) ** e.alpha_vocab_power
 
 
 def _need(cond: bool, where: str, msg: str):

@@ -74,9 +74,12 @@ def test_plan_frame_is_the_cli_plan():
 
 def test_estimate_is_overhead_plus_work_over_the_measured_rate():
     spec = load_spec(ROOT / "sweeps" / "depth.yaml", "cpu")
-    for t in plan_trials(spec)[:4]:
+    measured = rates()["cpu"]["families"]
+    for t in plan_trials(spec):
         r = rate_for(spec, t.family)
-        entry = rates()["cpu"]["families"][t.family]
+        # a family with no measured rates (S1, until a study measures it) borrows another EBT's
+        key = t.family if t.family in measured else min(f for f in measured if f.startswith("ebt"))
+        entry = measured[key]
         assert r == {k: entry[k] for k in ("flops_per_s", "step_s", "overhead_s")}
         assert t.est_seconds == pytest.approx(r["overhead_s"] + t.config.total_steps * r["step_s"]
                                               + work_flops(t.config)[1] / r["flops_per_s"])

@@ -179,9 +179,7 @@ def test_nan_in_thinking_gradient_fails_the_point_with_reason():
 @pytest.fixture(scope="module")
 def trained_s2(tmp_path_factory):
     cfg = config_from_dict({"model": {"family": "ebt", "n_layers": 2, "d_model": 32, "n_heads": 2},
-                            # alpha fixed (the k = 1/4 value): at V = 32 the rule's 0.02 barely learns
-                            # in 200 steps (benchmarks/RESULTS.md, "The alpha rule")
-                            "ebt": {"preset": "ebt_s2", "alpha": 0.79},
+                            "ebt": {"preset": "ebt_s2"},
                             "data": {"source": "markov", "markov_vocab": 32, "seq_len": 32},
                             "train": {"batch_size": 16, "steps": 200, "eval_every": 200, "eval_tokens": 1024,
                                       "log_every": 50},
