@@ -25,12 +25,12 @@ venv: $(VENV)/.installed
 # paper with one) and its fit. Written under runs/demo/ so that the study shipped in
 # results/ and analysis/ is not mixed with it; DEMO_DIR=. to use those folders.
 DEMO_DIR ?= runs/demo
-# On a CUDA machine that is the paper scale: it needs the hf extra (tokenizers, datasets;
+# On a CUDA machine that is the paper scale: it needs the hf extra (datasets; tokenizers is a core dependency;
 # about 50 MB) and a token store of FineWeb-Edu, whose size is printed before anything is
 # fetched (`ebt-sweep prepare --estimate`); launch then prepares it once. CPU: unchanged.
 demo: venv
 	@if $(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then \
-	  echo "CUDA GPU found: the demo runs the paper scale; installing the hf extra (tokenizers, datasets)"; \
+	  echo "CUDA GPU found: the demo runs the paper scale; installing the hf extra (datasets)"; \
 	  $(PIP) install -q -e ".[dev,hf]" && $(VENV)/bin/ebt-sweep prepare sweeps/depth.yaml --scale paper --estimate; \
 	fi
 	$(VENV)/bin/ebt-sweep launch sweeps/depth.yaml --results $(DEMO_DIR)/results
