@@ -173,6 +173,12 @@ class EBTConfig:
             return 0
         return self.landscapes or self.max_steps
 
+    @property
+    def per_step_context(self) -> bool:
+        """Whether the context changes with the step (several step tokens: S1), so that
+        it is recomputed at each step instead of shared by all of them."""
+        return self.step_tokens > 1
+
 
 # The recipe's table, with alpha expressed at the paper's vocabulary (see `resolve_alpha`).
 EBT_PRESETS: dict[str, dict[str, Any]] = {

@@ -115,7 +115,7 @@ def ebt_train_flops_per_token(cfg: Config, steps: float | None = None) -> float:
     k = ebt_mean_train_steps(cfg) if steps is None else steps
     graph_steps = k if e.second_order == "full" else 1.0
     plain_steps = k - graph_steps
-    contexts = k if e.step_tokens > 1 else 1.0
+    contexts = k if e.per_step_context else 1.0
     per_row_token = (contexts * ebt_observed_flops_per_token(cfg, training=True)
                      + graph_steps * ebt_step_flops_per_token(cfg, create_graph=True)
                      + plain_steps * ebt_step_flops_per_token(cfg, create_graph=False))

@@ -60,8 +60,7 @@ class EBT(nn.Module):
         self.tok_embeddings = nn.Embedding(m.vocab_size, m.d_model)
         self.prob_embed = nn.Linear(m.vocab_size, m.d_model, bias=False)
         self.step_embeddings = nn.Embedding(e.step_tokens, m.d_model) if e.step_tokens else None
-        # the context depends on the step only with several step tokens (S1)
-        self.per_step_context = e.step_tokens > 1
+        self.per_step_context = e.per_step_context
         self.layers = nn.ModuleList(
             Block(m.d_model, m.n_heads, m.d_ffn, m.norm_eps) for _ in range(m.n_layers))
         self.norm = RMSNorm(m.d_model, m.norm_eps)
