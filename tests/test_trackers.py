@@ -164,3 +164,20 @@ def test_think_rows_reach_the_tracker(tiny_cfg, tmp_path):
     assert {"think/val/ppl_steps1_n1", "think/val/ppl_steps2_n1"} <= set(acc.Tags()["scalars"])
     # the tracker's folder sits beside the rows and is not read as rows
     assert len(pd.read_parquet(tmp_path / "think")) == len(pd.read_parquet(out)) >= 2
+
+
+def test_only_the_rank_that_writes_rows_opens_trackers(tiny_cfg, tmp_path, monkeypatch):
+    """A point trained by k ranks is one run in the tracker: ranks 1..k-1 open none."""
+    import ebt_scaling.results.trackers as trackers
+    import ebt_scaling.train.loop as loop
+    opened = []
+    monkeypatch.setattr(trackers, "make_trackers", lambda *a, **k: opened.append(a) or [])
+    monkeypatch.setattr(loop, "_train", lambda cfg, sink, *a: loop.Summary("t", "ok"))
+    cfg = tracked(tiny_cfg, "tensorboard", tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    train(cfg, MemorySink())
+    assert opened == []
+    monkeypatch.setenv("RANK", "0")
+    train(cfg, MemorySink())
+    assert len(opened) == 1

@@ -106,7 +106,7 @@ def train(cfg: Config, sink, trial_id: str | None = None, sweep: str = "",
     if not distributed.writes_rows():
         sink = MemorySink()      # rows, checkpoints and logs are written by rank 0 only: a rank
         # that closed the caller's file sink would overwrite rank 0's rows with its empty list
-    if cfg.train.track:
+    if cfg.train.track and distributed.writes_rows():     # one run per point in the tracker, not one per rank
         from ..results.trackers import make_trackers
         sink = TeeSink(sink, *make_trackers(cfg.train.track, cfg.train.track_dir or "runs/tracking",
                                             project=sweep or cfg.name))
