@@ -78,6 +78,12 @@ def test_plan_launch_status_stop_on_a_bad_spec(capsys, tmp_path):
     one_clean_line(*run(capsys, "status", tmp_path / "nowhere"), "nowhere", "neither a sweep spec")
 
 
+def test_slurm_nodes_that_cannot_hold_a_trial_stop_launch_before_work(capsys, tmp_path):
+    one_clean_line(*run(capsys, "launch", ROOT / "sweeps/depth.yaml", "--scale", "cpu", "--backend", "slurm",
+                        "--nodes", "3", "--results", tmp_path / "r"), "nodes: 3", "tasks_per_node")
+    assert not (tmp_path / "r").exists()
+
+
 def test_fit_think_stop_on_bad_input(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     one_clean_line(*run(capsys, "fit", tmp_path / "empty", "--out", tmp_path / "out"), "no *.parquet")

@@ -52,6 +52,9 @@ def register(sub) -> None:
     q.add_argument("--mem", help="slurm memory per trial, e.g. 16G")
     q.add_argument("--account", help="slurm account")
     q.add_argument("--gpus", type=int, help="slurm GPUs per trial")
+    q.add_argument("--nodes", type=int, help="slurm nodes per trial (its GPUs split evenly, one task per GPU)")
+    q.add_argument("--tasks-per-node", type=int, dest="tasks_per_node",
+                   help="slurm tasks (ranks) per node of a trial; 0: one task that starts a rank per GPU")
     q.add_argument("--progress-every", type=float, default=15.0, help="seconds between progress lines")
     track_args(q, "<results>/<sweep>/_state/tracking")
     q.set_defaults(func=cmd_launch)
@@ -208,10 +211,12 @@ def make_executor(args, spec, trials):
     from dataclasses import replace
     from .slurm import SlurmExecutor
     opts = spec.slurm
-    for flag in ("partition", "time", "mem", "account", "gpus"):
+    for flag in ("partition", "time", "mem", "account", "gpus", "nodes", "tasks_per_node"):
         v = getattr(args, flag, None)
         if v is not None:
             opts = replace(opts, **{flag: v})
+    from ..sweep.spec import check_ranks
+    check_ranks(opts, spec.resources.gpus, "--nodes/--tasks-per-node/--gpus with the spec's resources: ")
     return SlurmExecutor(opts)
 
 

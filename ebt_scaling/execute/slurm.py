@@ -1,6 +1,12 @@
 """The Slurm backend: each group of trials with equal resources becomes one job array
 (submitit map_array), one array task per trial.
 
+Several GPUs per trial. By default the trial's one task gets all its GPUs on one node
+and starts a rank per GPU itself (train.data_parallel, train/distributed.py). With
+backend.slurm.nodes > 1 (or tasks_per_node > 0) the array task is a job of nodes x
+tasks_per_node tasks, one rank and one GPU each; task 0 keeps the bookkeeping and leads,
+the others follow it (train/distributed.py: lead, follow).
+
 Time limits and preemption. Slurm sends SIGUSR2 `signal_delay` seconds before a
 task's time limit; the task (TrialJob) then checkpoints at the end of the step it is
 in (train/stop.py), rewrites its submission so that the rerun continues the same
@@ -20,6 +26,7 @@ running instead of submitting them again.
 """
 from __future__ import annotations
 
+import os
 import pickle
 import signal
 import subprocess
@@ -54,8 +61,22 @@ class TrialJob(submitit.helpers.Checkpointable):
         stop_on(stop, {signal.SIGUSR2: ("the Slurm time limit is near (SIGUSR2)", True),
                        signal.SIGTERM: ("SIGTERM (scancel, requeue or preemption)", False)})
         trial = Trial.from_json(trial_json)
+        ranks = cluster_ranks()
+        if ranks:                             # each rank trains on its own task's CPUs
+            import dataclasses
+            import torch
+            cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
+            torch.set_num_threads(cpus)
+            trial = dataclasses.replace(trial, resources=dataclasses.replace(trial.resources, cpus=float(cpus)))
+        if ranks and ranks.rank > 0:          # a follower: trains what task 0 trains, writes nothing
+            from ..train.distributed import follow
+            return {"trial_id": trial.id, "status": "follower", "rank": ranks.rank, "trained": follow(stop)}
         try:
-            return run_trial(trial, root, max_attempts, count_attempt=count_attempt, stop=stop)
+            work = lambda: run_trial(trial, root, max_attempts, count_attempt=count_attempt, stop=stop)
+            if ranks:
+                from ..train.distributed import lead
+                return lead(work)
+            return work()
         except Interrupted as e:
             env = submitit.JobEnvironment()
             resume = self.checkpoint(trial_json, root, max_attempts, count_attempt)
@@ -69,6 +90,18 @@ class TrialJob(submitit.helpers.Checkpointable):
     def checkpoint(self, trial_json: dict, root: str, max_attempts: int, count_attempt: bool = True):
         # train() checkpoints when asked; a requeue is the same attempt.
         return submitit.helpers.DelayedSubmission(self, trial_json, root, max_attempts, False)
+
+
+def cluster_ranks():
+    """With several tasks per trial (backend.slurm.tasks_per_node / nodes): export
+    RANK, WORLD_SIZE, LOCAL_RANK and MASTER_ADDR/PORT (the first node of the job) from
+    Slurm's variables and join the process group; None for a one-task trial."""
+    env = submitit.JobEnvironment()
+    if env.num_tasks <= 1:
+        return None
+    from ..train.distributed import init_cluster_ranks
+    submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    return init_cluster_ranks()
 
 
 def made_progress(layout: Layout, tid: str) -> None:
@@ -115,7 +148,13 @@ class SlurmExecutor(Executor):
         p = dict(timeout_min=o.timeout_min, slurm_array_parallelism=o.array_parallelism,
                  cpus_per_task=o.cpus or max(1, int(-(-r.cpus // 1))), name=f"ebt-{trial.sweep}",
                  slurm_signal_delay_s=int(max(10, min(90, o.timeout_min * 60 // 4))))
-        if gpus:
+        nodes, k = o.ranks(gpus)
+        if k:                     # one task per rank: ranks = nodes x k, one GPU each
+            p.update(nodes=nodes, tasks_per_node=k,
+                     cpus_per_task=o.cpus or max(1, -(-int(-(-r.cpus // 1)) // (nodes * k))))
+            if gpus:
+                p["gpus_per_node"] = k
+        elif gpus:
             p["gpus_per_node"] = gpus
         for key in ("partition", "mem", "account", "qos", "constraint"):
             if getattr(o, key):

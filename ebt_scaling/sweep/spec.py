@@ -77,10 +77,22 @@ class SlurmOptions:
     qos: str = ""
     array_parallelism: int = 64     # array tasks running at once
     constraint: str = ""
+    nodes: int = 1                  # nodes per trial
+    tasks_per_node: int = 0         # 0: one task per trial, which starts a rank per GPU itself;
+    #                                 k: k tasks (ranks) per node, one GPU each (nodes > 1 needs this)
 
     LIMITS: ClassVar[dict[str, Span]] = {
         "gpus": Span(-1, 64, note="-1 = ceil(resources.gpus)"), "cpus": Span(0, 4096, note="0 = ceil(resources.cpus)"),
-        "array_parallelism": Span(1, 100000)}
+        "array_parallelism": Span(1, 100000), "nodes": Span(1, 4096),
+        "tasks_per_node": Span(0, 64, note="0 = one task per trial")}
+
+    def ranks(self, trial_gpus: float) -> tuple[int, int]:
+        """(nodes, tasks per node) of one trial's job: with nodes > 1 and no tasks_per_node,
+        the trial's GPUs split evenly over the nodes, one task per GPU."""
+        k = self.tasks_per_node
+        if self.nodes > 1 and not k:
+            k = int(trial_gpus) // self.nodes
+        return self.nodes, k
 
     @property
     def timeout_min(self) -> int:
@@ -255,8 +267,8 @@ def _one_preset(data: dict, s: str, scale: str, path: str) -> SweepSpec:
     _keys(backend, BACKEND_KEYS, s, "backend.")
     return SweepSpec(name=name, x=x, path=path, scale=scale, families=tuple(families), seeds=tuple(seeds),
                      base=base, rules=_rules(rules, s, axes), axes=axes,
-                     resources=_resources(data.get("resources") or {}, s),
-                     slurm=_slurm(backend.get("slurm") or {}, s),
+                     resources=(res := _resources(data.get("resources") or {}, s)),
+                     slurm=_slurm(backend.get("slurm") or {}, s, res.gpus),
                      ray=from_dict(RayOptions, backend.get("ray"), f"{s}: backend.ray."),
                      head_dim=head_dim, est_flops_per_s=est or 0.0, description=description,
                      scales=tuple(scales))
@@ -394,7 +406,7 @@ def _resources(r: dict, s: str) -> Resources:
     return res
 
 
-def _slurm(d: dict, s: str) -> SlurmOptions:
+def _slurm(d: dict, s: str, res_gpus: float | None = None) -> SlurmOptions:
     opts = from_dict(SlurmOptions, d, f"{s}: backend.slurm.")
     try:
         minutes = time_to_minutes(opts.time)
@@ -403,4 +415,20 @@ def _slurm(d: dict, s: str) -> SlurmOptions:
     if not 1 <= minutes <= 366 * 1440:
         raise ConfigError(f"{s}: backend.slurm.time: {brief(opts.time)} is not a time limit; write HH:MM:SS, "
                           "D-HH:MM:SS or minutes (at least 1, at most a year)")
+    if res_gpus is not None:
+        check_ranks(opts, res_gpus, f"{s}: backend.slurm.")
     return replace(opts, time=str(opts.time))
+
+
+def check_ranks(opts: SlurmOptions, res_gpus: float, where: str) -> None:
+    """nodes x tasks_per_node must give each task one of the trial's GPUs (or, without
+    GPUs, name the tasks per node)."""
+    if opts.nodes <= 1 and not opts.tasks_per_node:
+        return
+    gpus = opts.gpus if opts.gpus >= 0 else -(-res_gpus // 1)
+    nodes, k = opts.ranks(gpus)
+    if k <= 0 or (gpus and nodes * k != gpus):
+        raise ConfigError(
+            f"{where}nodes: {nodes} node(s) with tasks_per_node {opts.tasks_per_node} cannot train a trial of "
+            f"{gpus:g} GPU(s) at one GPU per task; set resources.gpus to nodes x GPUs per node (e.g. gpus: 16 "
+            "with nodes: 2), or tasks_per_node for ranks without GPUs")

@@ -88,6 +88,15 @@ class Dist:
             torch.distributed.barrier()
 
 
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """Whether any rank's flag is set (a stop asked on one rank stops them all at one step)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(t)
+        return bool(t.item() > 0)
+
+
 def setup(cfg, device: torch.device, trial_id: str, sweep: str):
     """(Dist, device, close): this process's rank, its device, and a function to call when
     training ends (joins the ranks this process started, restores the environment)."""
@@ -95,6 +104,8 @@ def setup(cfg, device: torch.device, trial_id: str, sweep: str):
     k = cfg.train.data_parallel
     if world > 1 or k <= 1:
         dist, device = from_env(device)
+        if _leading and dist.main:
+            _tell_followers((cfg, trial_id, sweep))
         return dist, device, lambda: None
     import multiprocessing as mp
     import socket
@@ -168,3 +179,73 @@ def from_env(device: torch.device) -> tuple[Dist, torch.device]:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                              rank=rank, world_size=world)
     return Dist(rank, world, local), device
+
+
+# --------------------------------------------------------------- ranks a cluster started
+# Slurm with backend.slurm.tasks_per_node (execute/slurm.py) starts every rank of a point
+# itself, one task each, on one or several nodes. Task 0 keeps the launcher's
+# bookkeeping (lock, manifest, rows: execute/worker.py) and leads; the other tasks
+# follow: each time the leader starts training a point (a first attempt, a retry in
+# place), it broadcasts the config, and the followers train it too; when the leader is
+# done with the trial it broadcasts None and they exit. A follower never decides
+# anything: whether the trial is done, busy or given up is the leader's call.
+_leading = False
+
+
+def init_cluster_ranks(timeout_minutes: float = 10.0) -> Dist:
+    """Join the process group from RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT (set by
+    the caller, e.g. submitit's TorchDistributedEnvironment). NCCL when this task has a
+    GPU (each rank takes cuda:LOCAL_RANK), gloo otherwise. `timeout_minutes` bounds how
+    long a rank waits on a collective when a peer died."""
+    import datetime
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local % torch.cuda.device_count())
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world,
+                                             timeout=datetime.timedelta(minutes=timeout_minutes))
+    return Dist(rank, world, local)
+
+
+def _tell_followers(message) -> None:
+    torch.distributed.broadcast_object_list([message], src=0)
+
+
+def lead(work):
+    """Rank 0 of cluster-started ranks: run `work()` (which trains through train(), any
+    number of times), then release the followers. Returns what work() returns."""
+    global _leading
+    _leading = True
+    try:
+        return work()
+    finally:
+        _leading = False
+        try:
+            _tell_followers(None)
+        except Exception:          # the group broke (a peer died): the followers end on their own
+            pass
+
+
+def follow(stop=None) -> int:
+    """Ranks 1..W-1 of cluster-started ranks: train each config the leader broadcasts,
+    writing nothing, until it says None. Returns the number of points trained. A stop
+    (train/stop.py) ends the follower at the step where every rank stops."""
+    from ..results.store import MemorySink
+    from .loop import train
+    from .stop import Interrupted
+    trained = 0
+    while True:
+        box = [None]
+        try:
+            torch.distributed.broadcast_object_list(box, src=0)
+        except Exception:          # the leader is gone
+            return trained
+        if box[0] is None:
+            return trained
+        cfg, trial_id, sweep = box[0]
+        try:
+            train(cfg, MemorySink(), trial_id=trial_id, sweep=sweep, stop=stop)
+        except Interrupted:
+            return trained
+        trained += 1

@@ -258,7 +258,7 @@ def _run(cfg: Config, sink, source, device, base, state, t0, dist, stop: StopReq
         if (step + 1) % cfg.train.eval_every == 0 and not done:
             run_eval("eval")
             model.train()
-        asked = bool(stop) and not done
+        asked = dist.any(bool(stop), device) and not done   # all ranks stop at the same step
         if ckpt_path and dist.main and (done or asked or (cfg.train.checkpoint_every
                                                           and (step + 1) % cfg.train.checkpoint_every == 0)
                                         or (every_s and time.monotonic() - last_save >= every_s)):
