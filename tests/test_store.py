@@ -103,9 +103,9 @@ def test_an_interrupted_prepare_resumes_where_it_committed(corpus, tmp_path, mon
     whole = store.ensure(_cfg(corpus, tmp_path / "whole"), 300_000)
     real = store.tokenize_batches
 
-    def dies_after_five(batches, tok, num_proc):
-        for i, item in enumerate(real(batches, tok, num_proc)):
-            if i == 5:
+    def dies_after_five(batches, tok, num_proc, with_lengths=False):
+        for i, item in enumerate(real(batches, tok, num_proc, with_lengths)):
+            if i == 5 and not with_lengths:       # the fifth batch of training tokens
                 raise KeyboardInterrupt
             yield item
     cfg = _cfg(corpus, tmp_path / "cut")
@@ -125,13 +125,17 @@ def test_an_interrupted_prepare_resumes_where_it_committed(corpus, tmp_path, mon
 
 
 def test_a_stream_that_breaks_off_stops_with_what_to_do(corpus, tmp_path, monkeypatch):
-    def breaks(batches, tok, num_proc):
-        raise OSError("connection reset by peer")
-        yield
+    real = store.tokenize_batches
+
+    def breaks(batches, tok, num_proc, with_lengths=False):
+        if with_lengths == breaks_in_val:
+            raise OSError("connection reset by peer")
+        yield from real(batches, tok, num_proc, with_lengths)
     monkeypatch.setattr(store, "tokenize_batches", breaks)
-    with pytest.raises(ConfigError, match=r"prepare .*pq: reading or tokenizing the dataset failed.*"
-                                          r"connection reset.*run the same command again to resume"):
-        store.ensure(_cfg(corpus, tmp_path), 1000)
+    for breaks_in_val, where in ((True, "the validation set"), (False, "0 training tokens")):
+        with pytest.raises(ConfigError, match=rf"prepare .*pq: reading or tokenizing the dataset failed at {where}"
+                                              r".*connection reset.*run the same command again to resume"):
+            store.ensure(_cfg(corpus, tmp_path / where), 1000)
 
 
 def test_val_hash_differs_when_the_dataset_or_the_tokenizer_does(corpus, tmp_path):

@@ -27,15 +27,22 @@ def separator(tok) -> list[int]:
     return [tok.eos_id] if tok.eos_id is not None else list(b"\n\n")
 
 
-def encode_docs(tok, texts: list[str]) -> np.ndarray:
-    """The documents' tokens, each followed by the separator, as one flat array."""
+def encode_docs(tok, texts: list[str], with_lengths: bool = False):
+    """The documents' tokens, each followed by the separator, as one flat array; with
+    `with_lengths`, also each text's share of it (0 for an empty text, which is skipped)."""
     sep = separator(tok)
     dtype = token_dtype(tok.vocab_size)
     parts = []
-    for ids in tok.encode_batch([t for t in texts if t]):
+    kept = [t for t in texts if t]
+    for ids in tok.encode_batch(kept):
         parts.append(np.asarray(ids, dtype=dtype))
         parts.append(np.asarray(sep, dtype=dtype))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    flat = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    if not with_lengths:
+        return flat
+    lengths = np.zeros(len(texts), dtype=np.int64)
+    lengths[[i for i, t in enumerate(texts) if t]] = [len(p) + len(sep) for p in parts[::2]]
+    return flat, lengths
 
 
 _WORKER_TOK = None
@@ -47,18 +54,19 @@ def _init_worker(name: str) -> None:
     _WORKER_TOK = build_tokenizer(name)
 
 
-def _encode_in_worker(texts: list[str]) -> np.ndarray:
-    return encode_docs(_WORKER_TOK, texts)
+def _encode_in_worker(texts: list[str], with_lengths: bool = False):
+    return encode_docs(_WORKER_TOK, texts, with_lengths)
 
 
-def tokenize_batches(batches, tok, num_proc: int):
-    """Yield (tokens, extra) for each (texts, extra) of `batches`, in order.
+def tokenize_batches(batches, tok, num_proc: int, with_lengths: bool = False):
+    """Yield (tokens, extra) for each (texts, extra) of `batches`, in order; with
+    `with_lengths`, ((tokens, each text's length), extra) (encode_docs).
 
     `extra` rides along unchanged (the stream's position after that batch). With
     num_proc <= 1 everything runs in this process."""
     if num_proc <= 1:
         for texts, extra in batches:
-            yield encode_docs(tok, texts), extra
+            yield encode_docs(tok, texts, with_lengths), extra
         return
     # fork: workers start at once and never re-import the caller's __main__ (spawn would
     # re-run an unguarded script); they only run the tokenizer, built afresh in each
@@ -66,7 +74,7 @@ def tokenize_batches(batches, tok, num_proc: int):
     with ctx.Pool(num_proc, initializer=_init_worker, initargs=(tok.name,)) as pool:
         pending: collections.deque = collections.deque()
         for texts, extra in batches:
-            pending.append((pool.apply_async(_encode_in_worker, (texts,)), extra))
+            pending.append((pool.apply_async(_encode_in_worker, (texts, with_lengths)), extra))
             if len(pending) >= 2 * num_proc:          # bounded: never reads the stream ahead
                 res, ex = pending.popleft()
                 yield res.get(), ex

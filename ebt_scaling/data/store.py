@@ -31,7 +31,7 @@ import numpy as np
 
 from ..config import ConfigError, DataConfig
 from . import hf
-from .parallel import Progress, separator, token_dtype, tokenize_batches
+from .parallel import Progress, token_dtype, tokenize_batches
 from .tokenizers import build_tokenizer
 
 STORE_VERSION = 1
@@ -179,16 +179,18 @@ def _build(path: Path, index: dict, cfg: DataConfig, tok, need: int, out) -> Non
 
 
 @contextlib.contextmanager
-def _reading(label: str, index: dict):
-    """A stream that breaks off (network, a bad shard) stops with what to do, not a traceback."""
+def _reading(label: str, index: dict | None):
+    """A stream that breaks off (network, a bad shard) stops with what to do, not a
+    traceback. `index` None: while the validation set is read."""
     try:
         yield
     except (ConfigError, KeyboardInterrupt):
         raise
     except Exception as e:
-        raise ConfigError(f"prepare {label}: reading or tokenizing the dataset failed at "
-                          f"{index['train_tokens']:,} training tokens ({hf._reason(e)}); what was committed "
-                          "is kept: run the same command again to resume") from e
+        where = "the validation set" if index is None else f"{index['train_tokens']:,} training tokens"
+        raise ConfigError(f"prepare {label}: reading or tokenizing the dataset failed at {where} "
+                          f"({hf._reason(e)}); what was committed is kept: run the same command again "
+                          "to resume") from e
 
 
 def _commit(f, path: Path, index: dict, session: dict) -> None:
@@ -207,21 +209,25 @@ def _build_val(path: Path, cfg: DataConfig, tok, label: str, out) -> dict:
     """The validation set: the first whole documents of the stream, >= val_tokens."""
     dtype = np.dtype(token_dtype(tok.vocab_size))
     print(f"prepare {label}: validation set (first {cfg.val_tokens:,} tokens) -> {path}", file=out, flush=True)
-    sep = separator(tok)
     parts, total, docs = [], 0, 0
     ds = hf.open_stream(cfg).batch(256)
     it = iter(ds)
-    try:
+
+    def batches():
         for b in it:
-            for ids in tok.encode_batch([t or "" for t in b[cfg.text_column]]):
-                docs += 1
-                if ids:          # encode_docs skips empty documents too
-                    parts.append(np.asarray(ids + sep, dtype=dtype))
-                    total += len(ids) + len(sep)
+            yield [t or "" for t in b[cfg.text_column]], None
+    try:       # in parallel like the training tokens; the set ends at the first document that fills it
+        with _reading(label, None):
+            for (flat, lengths), _ in tokenize_batches(batches(), tok, cfg.num_proc or os.cpu_count() or 1,
+                                                       with_lengths=True):
+                ends = total + np.cumsum(lengths)
+                full = np.flatnonzero(ends >= cfg.val_tokens)
+                take = int(full[0]) + 1 if len(full) else len(lengths)
+                used = int(lengths[:take].sum())
+                parts.append(flat[:used])
+                total, docs = total + used, docs + take
                 if total >= cfg.val_tokens:
                     break
-            if total >= cfg.val_tokens:
-                break
     finally:
         del it
     if total < cfg.val_tokens:
