@@ -84,5 +84,6 @@ def test_status_shows_progress_sorted_by_the_axis():
     assert lines[1].split()[:8] == ["state", "id", "family", "point", "seed", "step", "last", "metric"]
     body = [l.split() for l in lines[2:]]
     depths = [int(b[3].split("=")[1]) for b in body]
-    assert depths == sorted(depths) and len(body) == 16
+    from ebt_scaling.sweep.plan import load_plan
+    assert depths == sorted(depths) and len(body) == len(load_plan(str(ROOT / "sweeps/depth.yaml"), "cpu")[1])
     assert all(b[5] == "500/500" and b[6] == "val" and float(b[7]) > 0 for b in body)
