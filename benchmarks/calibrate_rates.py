@@ -4,9 +4,9 @@ ebt_scaling/sweep/rates.json, which `ebt-sweep plan` reads.
     python benchmarks/calibrate_rates.py results/ --scale cpu --note "..."
 
 For each family, a least-squares line through the finished trials'
-    wall time = overhead + work / rate
-(work: training plus evaluation FLOPs, sweep/plan.py:work_flops, from each trial's own
-config), fitted in relative error so that small and large trials count alike, gives the effective FLOP/s and the per-trial overhead. Trials that ran side by
+    wall time = overhead + steps x step cost + work / rate + tokens x V x element cost
+(work: training plus evaluation FLOPs, sweep/plan.py:work_flops; tokens x V:
+sweep/plan.py:vocab_elements; both from each trial's own config), fitted in relative error so that small and large trials count alike, gives the effective FLOP/s and the per-trial overhead. Trials that ran side by
 side on shared cores measure a shared machine: say so in --note. The file also keeps
 the median relative error of the fitted estimate over the trials it was fitted to, so
 `plan`'s figure comes with how far off it was on the runs behind it (per trial, and
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ebt_scaling.api import load_results  # noqa: E402
 from ebt_scaling.config import config_from_dict  # noqa: E402
-from ebt_scaling.sweep.plan import work_flops  # noqa: E402
+from ebt_scaling.sweep.plan import vocab_elements, work_flops  # noqa: E402
 
 RATES = Path(__file__).resolve().parents[1] / "ebt_scaling" / "sweep" / "rates.json"
 
@@ -46,7 +46,8 @@ def calibrate(source, min_trials: int = 4) -> dict:
             continue
         # least squares in relative error, (overhead + steps * step_s + work / rate - wall) / wall,
         # so that small and large trials count alike; terms that come out negative are dropped
-        terms = {"overhead_s": np.ones_like(wall), "step_s": steps, "inv_rate": work}
+        elements = np.array([vocab_elements(c) for c in cfgs])
+        terms = {"overhead_s": np.ones_like(wall), "step_s": steps, "inv_rate": work, "vocab_element_s": elements}
         while True:
             A = np.stack([v / wall for v in terms.values()], axis=1)
             coef, *_ = np.linalg.lstsq(A, np.ones_like(wall), rcond=None)
@@ -62,6 +63,7 @@ def calibrate(source, min_trials: int = 4) -> dict:
         out[family] = {"flops_per_s": float(f"{1 / fitted['inv_rate']:.3g}"),
                        "step_s": float(f"{fitted.get('step_s', 0.0):.3g}"),
                        "overhead_s": round(float(fitted.get("overhead_s", 0.0)), 2),
+                       "vocab_element_s": float(f"{fitted.get('vocab_element_s', 0.0):.3g}"),
                        "n_trials": int(len(g)), "median_rel_error": round(float(np.median(err)), 2),
                        "sum_estimated_over_measured": round(float(pred.sum() / wall.sum()), 2),
                        "devices": sorted(set(g["device"].astype(str)))}
@@ -87,6 +89,9 @@ def main(argv=None) -> int:
     print(json.dumps({args.scale: entry}, indent=1))
     if not args.dry_run:
         data = json.loads(RATES.read_text()) if RATES.exists() else {}
+        for keep in ("launch_overhead_s", "launch_overhead_note"):     # measured from sweep wall times, not trials
+            if keep in data.get(args.scale, {}):
+                entry[keep] = data[args.scale][keep]
         data[args.scale] = entry
         RATES.write_text(json.dumps(data, indent=1) + "\n")
         print(f"wrote {RATES}")

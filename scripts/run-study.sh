@@ -27,4 +27,4 @@ think_all() {
   done
 }
 step think think_all
-step fit $EBT fit "$RESULTS" --out "$ANALYSIS"
+step fit $EBT fit "$RESULTS" --out "$ANALYSIS" --latex

@@ -108,15 +108,23 @@ def load(spec_path: str, scale: str, out=None):
 
 
 # --------------------------------------------------------------------------- plan
-def _wall_here(spec, total: float) -> str:
+def _wall_here(spec, seconds) -> str:
     """For CPU trials: the wall time of the default launch on this machine, which runs
-    cores / resources.cpus trials at a time (the rates were measured that way)."""
-    if spec.resources.gpus or total <= 0:
-        return ""
+    cores / resources.cpus trials at a time in plan order, each taking the next free slot
+    (the rates were measured that way) and paying the launcher's per-trial overhead
+    (rates.json launch_overhead_s); the last trials may run alone."""
+    import heapq
     import os
+    if spec.resources.gpus or not len(seconds):
+        return ""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     k = max(1, int(cores // max(1.0, spec.resources.cpus)))
-    return f"; about {_dur(total / k)} on this machine's {cores} cores ({k} at a time, as launch runs them)"
+    from ..sweep.plan import rates
+    per_trial = float((rates().get(spec.scale or "cpu") or {}).get("launch_overhead_s", 0.0))
+    free = [0.0] * k
+    for t in seconds:
+        heapq.heappush(free, heapq.heappop(free) + float(t) + per_trial)
+    return f"; about {_dur(max(free))} on this machine's {cores} cores ({k} at a time, as launch runs them)"
 
 
 def cmd_plan(args, out=None) -> int:
@@ -137,7 +145,8 @@ def cmd_plan(args, out=None) -> int:
               file=out)
     total = float(frame["est_seconds"].sum()) if len(frame) else 0.0
     print(f"total: {len(trials)} trials, {sci(float(frame['flops'].sum()) if len(frame) else 0.0)} training "
-          f"FLOPs, estimated {_dur(total)} one at a time{_wall_here(spec, total)}", file=out)
+          f"FLOPs, estimated {_dur(total)} one at a time{_wall_here(spec, frame['est_seconds'] if len(frame) else [])}",
+          file=out)
     print(f"(estimates from {rates_note(spec)})", file=out)
     print(f"memory (ebt_scaling/memory.py): mem/B = peak GiB of a step on the whole batch (per rank), "
           f"micro = rows per forward that train.micro_batch_size gives on {device_gib:g} GiB "

@@ -187,13 +187,23 @@ def work_flops(cfg: Config) -> tuple[float, float]:
     return float(train_flops), float(train_flops + n_evals * cfg.train.eval_tokens * eval_fwd)
 
 
+def vocab_elements(cfg: Config) -> float:
+    """Tokens x vocabulary over training and evaluation: the (B, S, V) tensors' elementwise
+    work (softmax, its gradient, the EBT's predicted distributions), which FLOP counts of
+    matmuls miss and which dominates small models at large V (measured: the 4096-token
+    BPE sweeps took 1.4x what FLOPs alone predicted)."""
+    n_evals = cfg.total_steps // cfg.train.eval_every + 1
+    return float(vocab_size(cfg)) * (cfg.total_tokens + n_evals * cfg.train.eval_tokens)
+
+
 def estimate(cfg: Config, spec: SweepSpec) -> tuple[float, float]:
-    """(training FLOPs, estimated seconds): overhead + steps x step cost + work / rate,
-    with this family's measured figures at this scale from rates.json, or the spec's
-    est_flops_per_s when it sets one."""
+    """(training FLOPs, estimated seconds): overhead + steps x step cost + work / rate
+    + tokens x V x a per-element cost, with this family's measured figures at this scale
+    from rates.json, or the spec's est_flops_per_s when it sets one."""
     train_flops, work = work_flops(cfg)
     r = rate_for(spec, cfg.family_name)
-    return train_flops, r["overhead_s"] + cfg.total_steps * r["step_s"] + work / r["flops_per_s"]
+    return train_flops, (r["overhead_s"] + cfg.total_steps * r["step_s"] + work / r["flops_per_s"]
+                         + vocab_elements(cfg) * r["vocab_element_s"])
 
 
 def rates() -> dict:
@@ -209,16 +219,16 @@ _RATES: dict | None = None
 
 
 def rate_for(spec: SweepSpec, family: str) -> dict[str, float]:
-    """{"flops_per_s", "step_s", "overhead_s"} for `family` at the spec's scale."""
+    """{"flops_per_s", "step_s", "overhead_s", "vocab_element_s"} for `family` at the spec's scale."""
     if spec.est_flops_per_s > 0:      # the spec says; EBTs reach a lower share of it
         rate = spec.est_flops_per_s * (EBT_EFFICIENCY if family.startswith("ebt") else 1.0)
-        return {"flops_per_s": rate, "step_s": 0.0, "overhead_s": EST_OVERHEAD_S}
+        return {"flops_per_s": rate, "step_s": 0.0, "overhead_s": EST_OVERHEAD_S, "vocab_element_s": 0.0}
     table = rates().get(spec.scale or "cpu") or rates()["cpu"]
     fams = table["families"]
     # a family not measured: another EBT's figures for an EBT, else the fallback's
     kin = [f for f in sorted(fams) if f.startswith("ebt")] if family.startswith("ebt") else []
     entry = fams.get(family) or (fams[kin[0]] if kin else fams[table["fallback"]])
-    return {k: float(entry.get(k, 0.0)) for k in ("flops_per_s", "step_s", "overhead_s")}
+    return {k: float(entry.get(k, 0.0)) for k in ("flops_per_s", "step_s", "overhead_s", "vocab_element_s")}
 
 
 def rates_note(spec: SweepSpec) -> str:
