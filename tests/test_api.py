@@ -16,7 +16,7 @@ from ebt_scaling.report import run_fit
 from ebt_scaling.report.numbers import sig
 from ebt_scaling.sweep import load_spec
 from ebt_scaling.sweep import plan as plan_trials
-from ebt_scaling.sweep.plan import rate_for, rates, work_flops
+from ebt_scaling.sweep.plan import rate_for, rates, vocab_elements, work_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -77,12 +77,13 @@ def test_estimate_is_overhead_plus_work_over_the_measured_rate():
     measured = rates()["cpu"]["families"]
     for t in plan_trials(spec):
         r = rate_for(spec, t.family)
-        # a family with no measured rates (S1, until a study measures it) borrows another EBT's
+        # a family with no measured rates borrows another EBT's
         key = t.family if t.family in measured else min(f for f in measured if f.startswith("ebt"))
         entry = measured[key]
-        assert r == {k: entry[k] for k in ("flops_per_s", "step_s", "overhead_s")}
+        assert r == {k: entry.get(k, 0.0) for k in ("flops_per_s", "step_s", "overhead_s", "vocab_element_s")}
         assert t.est_seconds == pytest.approx(r["overhead_s"] + t.config.total_steps * r["step_s"]
-                                              + work_flops(t.config)[1] / r["flops_per_s"])
+                                              + work_flops(t.config)[1] / r["flops_per_s"]
+                                              + vocab_elements(t.config) * r["vocab_element_s"])
 
 
 def _calibrator():
@@ -93,8 +94,8 @@ def _calibrator():
 
 
 def test_calibration_recovers_a_planted_rate(tmp_path):
-    """Final rows whose wall time is 4 s + 0.01 s per step + work / 2e10 (x log-normal
-    noise of 5%): the calibration gets the three figures back."""
+    """Final rows whose wall time is 4 s + 0.01 s per step + work / 2e10 + 5e-8 s per
+    token x V (x log-normal noise of 5%): the calibration gets the four figures back."""
     rows = load_results(RESULTS)         # every sweep: steps and FLOPs vary apart (batch sizes differ)
     final = rows[rows["kind"] == "final"].drop_duplicates("trial_id").copy()
     final = final[final["family"] == "transformer_pp"]
@@ -102,13 +103,16 @@ def test_calibration_recovers_a_planted_rate(tmp_path):
     work = np.array([work_flops(config_from_dict(json.loads(c), "t"))[1] for c in final["config_json"]])
     rng = np.random.default_rng(0)
     steps = final["total_steps"].to_numpy(float)
-    final["wall_time"] = (4.0 + 0.01 * steps + work / 2e10) * np.exp(rng.normal(0, 0.05, len(work)))
+    elements = np.array([vocab_elements(config_from_dict(json.loads(c), "t")) for c in final["config_json"]])
+    assert elements.max() > 10 * elements.min()       # bytes and the 4096-token BPE: the term is identifiable
+    final["wall_time"] = (4.0 + 0.01 * steps + work / 2e10 + 5e-8 * elements) * np.exp(rng.normal(0, 0.05, len(work)))
     (tmp_path / "r").mkdir()
     final.to_parquet(tmp_path / "r" / "rows.parquet")
     got = _calibrator().calibrate(tmp_path / "r")["transformer_pp"]
     assert got["flops_per_s"] == pytest.approx(2e10, rel=0.1)
     assert got["overhead_s"] == pytest.approx(4.0, abs=1.5)
     assert got["step_s"] == pytest.approx(0.01, rel=0.3)
+    assert got["vocab_element_s"] == pytest.approx(5e-8, rel=0.3)
     assert got["median_rel_error"] < 0.06
 
 

@@ -34,7 +34,8 @@ AXIS_TITLES = {"data": "Data", "batch": "Batch size", "depth": "Depth", "width":
                "params": "Parameters", "flops": "Compute"}
 SWEEP_WORDS = {"data": "data sweep", "batch": "batch-size sweep", "depth": "depth sweep",
                "width": "width sweep", "params": "parameter sweep", "flops": "compute sweep",
-               "thinking": "thinking sweep"}
+               "thinking": "thinking sweep", "data_bpe": "BPE data sweep",
+               "params_bpe": "BPE parameter sweep"}
 METRIC_LABELS = {"val_ppl": "Validation perplexity", "val_loss": "Validation loss (nats/token)",
                  "train_loss": "Training loss (nats/token)"}
 EVAL_SETS = {"val": ("Validation set (in distribution)", "validation"),
@@ -93,7 +94,7 @@ def axis_title(sweep: str, axis: str, frontier: bool = False) -> str:
     if frontier:
         return f"{words} (lowest loss per budget)"
     if sweep and sweep != axis:
-        return f"{words} ({SWEEP_WORDS.get(sweep, sweep + ' sweep')})"
+        return f"{words} ({SWEEP_WORDS.get(sweep, sweep.replace('_', ' ') + ' sweep')})"
     return words
 
 
