@@ -26,6 +26,7 @@ running instead of submitting them again.
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import signal
@@ -151,7 +152,7 @@ class SlurmExecutor(Executor):
         nodes, k = o.ranks(gpus)
         if k:                     # one task per rank: ranks = nodes x k, one GPU each
             p.update(nodes=nodes, tasks_per_node=k,
-                     cpus_per_task=o.cpus or max(1, -(-int(-(-r.cpus // 1)) // (nodes * k))))
+                     cpus_per_task=o.cpus or max(1, math.ceil(r.cpus / (nodes * k))))   # the trial's CPUs, shared
             if gpus:
                 p["gpus_per_node"] = k
         elif gpus:
