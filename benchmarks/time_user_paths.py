@@ -29,14 +29,12 @@ def seconds(text: str) -> float:
     return int(h or 0) * 3600 + int(m or 0) * 60 + int(s)
 
 
-def planned(spec: str) -> tuple[float, float]:
-    """(one at a time, wall on this machine) from `ebt-sweep plan SPEC --scale cpu`."""
+def planned(spec: str) -> float:
+    """The wall time on this machine that `ebt-sweep plan SPEC --scale cpu` estimates."""
     out = subprocess.run([*EBT, "plan", spec, "--scale", "cpu"], capture_output=True, text=True, check=True,
                          cwd=ROOT).stdout
     line = next(x for x in out.splitlines() if x.startswith("total:"))
-    one = seconds(re.search(r"estimated (\S+) one at a time", line).group(1))
-    wall = re.search(r"about (\S+) on this machine", line)
-    return one, seconds(wall.group(1)) if wall else one
+    return seconds(re.search(r"about (\S+) on this machine", line).group(1))
 
 
 def timed(cmd: list[str], **kw) -> float:
@@ -57,9 +55,8 @@ def main() -> None:
         rows.append((f"`ebt-sweep train {ex}`", timed([*EBT, "train", ex, "--out", str(work / Path(ex).stem)],
                                                       env=env), None))
     if not args.no_demo:
-        _, wall = planned("sweeps/depth.yaml")
         rows.append(("`make demo` (depth sweep + fit, fresh folder)",
-                     timed(["make", "demo", f"DEMO_DIR={work / 'demo'}"], env=env), wall))
+                     timed(["make", "demo", f"DEMO_DIR={work / 'demo'}"], env=env), planned("sweeps/depth.yaml")))
     if args.study_log:
         for line in Path(args.study_log).read_text().splitlines():
             m = re.match(r"study: (\S+)\s+(\d+) s", line)
@@ -67,7 +64,7 @@ def main() -> None:
                 if int(m.group(2)) < 30:      # resumed: its trials were done already
                     continue
                 rows.append((f"`launch sweeps/{m.group(1)}.yaml` (in the study)", float(m.group(2)),
-                             planned(f"sweeps/{m.group(1)}.yaml")[1]))
+                             planned(f"sweeps/{m.group(1)}.yaml")))
     print("| what | measured wall | plan's estimate (this machine) | measured / estimate |\n|---|---|---|---|")
     for what, got, est in rows:
         ratio = f"{got / est:.2f}" if est else "-"

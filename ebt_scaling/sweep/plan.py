@@ -182,9 +182,13 @@ def work_flops(cfg: Config) -> tuple[float, float]:
     only (for an EBT about a third of a training step per token)."""
     c = _with_vocab(cfg)
     train_flops = train_flops_per_token(c) * cfg.total_tokens
-    n_evals = cfg.total_steps // cfg.train.eval_every + 1
     eval_fwd = (train_flops_per_token(c) / 3) if cfg.is_ebt else tpp_forward_flops_per_token(c)
-    return float(train_flops), float(train_flops + n_evals * cfg.train.eval_tokens * eval_fwd)
+    return float(train_flops), float(train_flops + eval_tokens(cfg) * eval_fwd)
+
+
+def eval_tokens(cfg: Config) -> int:
+    """Tokens a point evaluates over its run: every eval_every steps and once at the end."""
+    return (cfg.total_steps // cfg.train.eval_every + 1) * cfg.train.eval_tokens
 
 
 def vocab_elements(cfg: Config) -> float:
@@ -192,8 +196,7 @@ def vocab_elements(cfg: Config) -> float:
     work (softmax, its gradient, the EBT's predicted distributions), which FLOP counts of
     matmuls miss and which dominates small models at large V (measured: the 4096-token
     BPE sweeps took 1.4x what FLOPs alone predicted)."""
-    n_evals = cfg.total_steps // cfg.train.eval_every + 1
-    return float(vocab_size(cfg)) * (cfg.total_tokens + n_evals * cfg.train.eval_tokens)
+    return float(vocab_size(cfg)) * (cfg.total_tokens + eval_tokens(cfg))
 
 
 def estimate(cfg: Config, spec: SweepSpec) -> tuple[float, float]:
