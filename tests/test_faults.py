@@ -475,20 +475,23 @@ from test_execute_slurm import slurm_idle  # noqa: E402
 
 def _steps_for(seconds: float) -> int:
     """Steps of the tiny config that take about `seconds` here, now (the machine is shared:
-    the rate is measured over 5 s of training, beside whatever else runs)."""
+    the rate is measured over 5 s of training, beside whatever else runs). The clock
+    starts at the first logged row, so the set-up before it does not lower the rate."""
     import torch
     torch.set_num_threads(1)
+    t0 = []
 
     class Clock(MemorySink):
         def emit(self, row):
             super().emit(row)
-            if time.perf_counter() - t0 > 5:
+            if not t0:
+                t0.append((time.perf_counter(), row.step))
+            elif time.perf_counter() - t0[0][0] > 5:
                 raise KeyboardInterrupt
-    t0 = time.perf_counter()
     sink = Clock()
     with pytest.raises(KeyboardInterrupt):
         train(tiny(train={"steps": 10 ** 6, "eval_every": 10 ** 6, "log_every": 10}), sink)
-    return int(seconds * sink.rows[-1].step / (time.perf_counter() - t0))
+    return int(seconds * (sink.rows[-1].step - t0[0][1]) / (time.perf_counter() - t0[0][0]))
 
 
 def _comparable(frame):
@@ -501,7 +504,8 @@ def _comparable(frame):
 def test_a_trial_longer_than_its_time_limit_finishes_through_requeues(tmp_path, capsys):
     from ebt_scaling.execute.slurm import SlurmExecutor
     from ebt_scaling.sweep.spec import SlurmOptions
-    steps = min(200_000, max(500, _steps_for(150)))        # about 2.5 minutes of training, 1-minute limit
+    steps = min(400_000, max(500, _steps_for(200)))        # about 3.5 minutes of training, 1-minute limit
+    # (a segment trains for about 40 s: the limit less Slurm's 15 s warning and the start)
     d = spec_dict(depths=(1,), train={"steps": steps, "eval_every": max(1, steps // 4), "log_every": 25})
     t = trials_of(d)
     reference = tmp_path / "reference"
