@@ -245,3 +245,33 @@ def test_s1_s2_stay_finite_for_hundreds_of_steps(preset):
     assert s.status == "ok", s.error
     assert all(math.isfinite(r.train_loss) for r in sink.rows if r.kind == "train")
     assert s.val_loss < math.log(256)
+
+
+def test_replay_ring_holds_and_picks_what_a_plain_fifo_would():
+    """The full buffer is a ring written in place (_replay_push): over pushes of uneven
+    sizes, its FIFO view and the rows a step replays equal those of cat-and-truncate."""
+    cap = 7
+    m = EBT(ebt_cfg("ebt_s2", V=5, S=3, replay_buffer=cap, replay_fraction=0.5))
+    fifo = None
+    g = torch.Generator().manual_seed(0)
+    for push, b in enumerate([3, 2, 4, 1, 5, 9, 2, 6, 3]):
+        new = (torch.randint(0, 5, (b, 3), generator=g), torch.randint(0, 5, (b, 3), generator=g),
+               torch.randn(b, 3, 5, generator=g).to(m.replay_dtype))
+        m._replay_push(*new)
+        fifo = new if fifo is None else tuple(torch.cat([f, v])[-cap:] for f, v in zip(fifo, new))
+        held = m._replay["inputs"].shape[0]
+        order = (torch.arange(held) + m._replay_start) % held          # FIFO position -> ring row
+        for f, k in zip(fifo, ("inputs", "targets", "logits")):
+            assert torch.equal(m._replay[k][order], f), (push, k)
+        x = torch.randint(0, 5, (4, 3), generator=g)
+        torch.manual_seed(push)
+        inp, tgt, y0, _ = m._with_replay(x, x)
+        torch.manual_seed(push)
+        torch.randn(4, 3, 5)                                            # the y0 draw
+        pick = torch.randperm(held)[:min(2, held)]
+        assert torch.equal(inp[4:], fifo[0][pick]) and torch.equal(tgt[4:], fifo[1][pick])
+        assert torch.equal(y0[4:], fifo[2][pick].to(y0.dtype))
+    state = m.extra_state()
+    m2 = EBT(ebt_cfg("ebt_s2", V=5, S=3, replay_buffer=cap, replay_fraction=0.5))
+    m2.load_extra_state(state)
+    assert m2._replay_start == m._replay_start and m2._replay_start != 0     # it wrapped

@@ -71,6 +71,7 @@ class EBT(nn.Module):
         self.alpha_lr_mult = e.alpha_lr_mult or 3.0 * alpha0
         self.head_dim = m.d_model // m.n_heads
         self._replay: dict[str, torch.Tensor] | None = None
+        self._replay_start = 0          # the ring's row of the oldest entry (_replay_push)
         self._pending: list[tuple] = []       # this step's fresh rows, pushed at after_step
 
     # ------------------------------------------------------------------ streams
@@ -171,7 +172,9 @@ class EBT(nn.Module):
                 p = softmax32(y)
                 E = self.energy(kvs, p)                                      # (B, S)
                 (g,) = torch.autograd.grad(E.sum(), p, create_graph=keep)
-                if not torch.isfinite(g).all():
+                # a finite sum means a finite g (NaN/Inf propagate): one pass over the (B, S, V)
+                # tensor; only a sum that overflowed needs the element-wise check
+                if not torch.isfinite(g.sum()) and not torch.isfinite(g).all():
                     raise ThinkingDiverged(f"NaN/Inf in dE/dp at thinking step {k + 1}")
                 if e.grad_clamp > 0:
                     lim = e.grad_clamp / self.alpha.detach().clamp(min=e.alpha_min)
@@ -201,8 +204,8 @@ class EBT(nn.Module):
         inputs_all, targets_all, y0, part = self._with_replay(inputs, targets, rows)
         logits, energies = self.think(inputs_all, steps, y0=y0, learning=True, randomize=True, noise=True,
                                       rows=part)
-        ce = [F.cross_entropy(y.float().flatten(0, 1), targets_all.flatten()) for y in logits]
-        loss = ce[-1] if e.loss == "final" else torch.stack(ce).mean()
+        scored = logits[-1:] if e.loss == "final" else logits      # S2 scores its last step only
+        loss = torch.stack([F.cross_entropy(y.float().flatten(0, 1), targets_all.flatten()) for y in scored]).mean()
         info = self._info(steps, energies)
         if part is not None:
             info["_share"] = inputs_all.shape[0] / part[1]     # of the rows (fresh + replayed), for the metrics
@@ -259,7 +262,9 @@ class EBT(nn.Module):
         part = None if rows is None else (torch.arange(lo, hi, device=inputs.device), n, rows[2])
         if n_rep == 0:
             return inputs, targets, y0, part
-        idx = torch.randperm(self._replay["inputs"].shape[0], device=inputs.device)[:n_rep]
+        held = self._replay["inputs"].shape[0]
+        idx = torch.randperm(held, device=inputs.device)[:n_rep]       # FIFO positions, oldest 0
+        idx = (idx + self._replay_start) % held                         # -> rows of the ring
         if rows is not None:
             r0, r1 = lo * n_rep // n, hi * n_rep // n
             scored = rows[2] + int((self._replay["targets"][idx] >= 0).sum())
@@ -269,17 +274,29 @@ class EBT(nn.Module):
                 torch.cat([y0, self._replay["logits"][idx].to(y0.dtype)]), part)
 
     def _replay_push(self, inputs, targets, logits):
-        new = {"inputs": inputs, "targets": targets, "logits": logits.to(self.replay_dtype)}
-        if self._replay is None:
-            self._replay = new
-        else:
-            self._replay = {k: torch.cat([self._replay[k], v])[-self.e.replay_buffer:] for k, v in new.items()}
+        """FIFO of the newest replay_buffer rows. While it fills, rows are appended (FIFO
+        position = row); once full it is a ring: the m new rows overwrite the m oldest in
+        place and _replay_start (the row of FIFO position 0) moves past them, so a step
+        copies m rows, not the whole (cap, S, V) buffer."""
+        cap = self.e.replay_buffer
+        new = {"inputs": inputs[-cap:], "targets": targets[-cap:], "logits": logits[-cap:].to(self.replay_dtype)}
+        old = self._replay
+        if old is None or old["inputs"].shape[0] < cap:
+            self._replay = new if old is None else {k: torch.cat([old[k], v])[-cap:] for k, v in new.items()}
+            self._replay_start = 0
+            return
+        m = new["inputs"].shape[0]
+        ring = (torch.arange(m, device=new["inputs"].device) + self._replay_start) % cap
+        for k, v in new.items():
+            old[k][ring] = v
+        self._replay_start = (self._replay_start + m) % cap
 
     def extra_state(self) -> dict:
-        return {"replay": self._replay}
+        return {"replay": self._replay, "replay_start": self._replay_start}
 
     def load_extra_state(self, extra: dict) -> None:
         self._replay = extra.get("replay")
+        self._replay_start = int(extra.get("replay_start", 0))
 
     @torch.no_grad()
     def energy_map(self, tokens, logits, step: int, kvs=None):
