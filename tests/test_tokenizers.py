@@ -45,3 +45,23 @@ def test_a_spec_names_the_shipped_tokenizer():
     assert src.vocab_size == 4096
     batch = src.train_batch(0, 4, 32, 0)
     assert batch.shape == (4, 33) and int(batch.max()) < 4096
+
+
+def test_the_tokenized_corpus_is_cached_once_and_read_back_equal(tmp_path, monkeypatch):
+    """A BPE trial reads the plays' tokens from the cache the first trial wrote: equal
+    arrays, no second encoding; the byte tokenizer writes nothing."""
+    import numpy as np
+    from ebt_scaling.config import DataConfig
+    from ebt_scaling.data import sources
+    cfg = DataConfig(source="shakespeare", tokenizer="shakespeare-bpe4096", cache_dir=str(tmp_path))
+    tok = build_tokenizer(cfg.tokenizer)
+    train, val = sources.shakespeare_tokens(cfg, tok)
+    fresh = [np.asarray(tok.encode(t)) for t in shakespeare_split()]
+    assert np.array_equal(train, fresh[0]) and np.array_equal(val, fresh[1])
+    assert len(list((tmp_path / "shakespeare").glob("*.npy"))) == 2
+    monkeypatch.setattr(sources, "_encode_array", lambda *a: (_ for _ in ()).throw(AssertionError("encoded again")))
+    again = build_source(cfg)
+    assert np.array_equal(again.train, train) and np.array_equal(again.val, val)
+    monkeypatch.undo()
+    sources.shakespeare_tokens(DataConfig(source="shakespeare", cache_dir=str(tmp_path / "b")), build_tokenizer("byte"))
+    assert not (tmp_path / "b").exists()

@@ -204,6 +204,31 @@ def shakespeare_split() -> tuple[str, str]:
     return "\n".join(shakespeare_training_plays()), "\n".join(val)
 
 
+def shakespeare_tokens(cfg: DataConfig, tok) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) token arrays of the embedded corpus. Bytes are read directly; any
+    other tokenizer's arrays are cached under <cache>/shakespeare/, keyed by the corpus,
+    the split and the tokenizer's fingerprint, since encoding the 4.4 MB of plays takes
+    seconds (a BPE trial spent 7 of its first 8 s on it) and every trial needs them."""
+    if tok.name == "byte":
+        train, val = shakespeare_split()
+        return _encode_array(tok, train), _encode_array(tok, val)
+    blob = resources.files("ebt_scaling.data").joinpath("corpus/shakespeare.txt.gz").read_bytes()
+    key = hashlib.sha256(blob + f"|{VAL_PLAY_EVERY}|{VAL_PLAY_OFFSET}|{tok.fingerprint}".encode()).hexdigest()[:16]
+    files = [cache_root(cfg) / "shakespeare" / f"{part}-{key}.npy" for part in ("train", "val")]
+    if all(f.exists() for f in files):
+        return np.load(files[0]), np.load(files[1])
+    arrays = [_encode_array(tok, text) for text in shakespeare_split()]
+    try:
+        files[0].parent.mkdir(parents=True, exist_ok=True)
+        for f, a in zip(files, arrays):     # atomic: a concurrent trial reads a whole file or none
+            tmp = f.with_name(f"{f.stem}.tmp{os.getpid()}.npy")
+            np.save(tmp, a)
+            os.replace(tmp, f)
+    except OSError as e:                    # an unwritable cache only costs the next trial the encoding
+        print(f"warning: could not cache the tokenized corpus in {files[0].parent}: {e}", file=sys.stderr)
+    return arrays[0], arrays[1]
+
+
 def _encode_array(tok, text: str) -> np.ndarray:
     dtype = token_dtype(tok.vocab_size)
     if tok.name == "byte":
@@ -385,8 +410,7 @@ def _build_source(cfg: DataConfig, need_tokens: int) -> TokenSource:
         return MarkovSource(cfg.markov_vocab, cfg.markov_order, cfg.markov_branching, cfg.markov_seed)
     tok = build_tokenizer(cfg.tokenizer)
     if cfg.source == "shakespeare":
-        train, val = shakespeare_split()
-        return ArraySource("shakespeare", _encode_array(tok, train), _encode_array(tok, val), tok.vocab_size)
+        return ArraySource("shakespeare", *shakespeare_tokens(cfg, tok), tok.vocab_size)
     if cfg.source == "file":
         return file_source(cfg, tok)
     return hf_source(cfg, tok, need_tokens)
