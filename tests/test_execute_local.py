@@ -199,3 +199,23 @@ def test_status_cli(tmp_path, capsys):
     plan_json = json.loads((tmp_path / "res" / "depth" / "_state" / "plan.json").read_text())
     assert len(plan_json["trials"]) == 1
     assert isinstance(pd.read_parquet(next((tmp_path / "res" / "depth").glob("*.parquet"))), pd.DataFrame)
+
+
+def test_a_round_runs_longest_first_and_plan_expects_it(tmp_path, capsys):
+    """The local backend gets a round's trials longest first; plan's wall-time estimate
+    packs them in the same order."""
+    from ebt_scaling.execute.cli import _wall_here
+    from ebt_scaling.execute.launcher import longest_first
+    trials = trials_of(spec_dict(depths=(1, 2, 3), families=("transformer_pp", "ebt_s2")))
+    got = longest_first(trials)
+    assert [t.est_seconds for t in got] == sorted((t.est_seconds for t in trials), reverse=True)
+    launch(list(reversed(got)), LocalExecutor(workers=1), tmp_path, progress_every=60)
+    df = read_results(tmp_path / "depth")
+    start = (df["time_unix"] - df["wall_time"]).groupby(df["trial_id"]).min().sort_values()
+    assert list(start.index) == [t.id for t in got]
+    spec = spec_from_dict(spec_dict(resources={"cpus": 1}), "<test>")
+    # 2 slots at least (this machine has 2 cores): [3, 1, 1, 1] fits in 3 + the overhead
+    # when the 3 starts first; in the given order it would take 1 + 3
+    import os
+    if len(os.sched_getaffinity(0)) == 2:
+        assert _wall_here(spec, [1, 1, 1, 3]) == _wall_here(spec, [3, 1, 1, 1])

@@ -47,3 +47,16 @@ def test_ray_runs_skips_done_and_records_failures(ray_cluster, tmp_path, capsys)
 def test_fractional_gpus_reach_the_trials():
     spec = spec_from_dict(spec_dict(resources={"cpus": 1, "gpus": 0.5}))
     assert all(t.resources.gpus == 0.5 for t in plan(spec))
+
+
+def test_ray_starts_the_longest_trials_first(ray_cluster, tmp_path):
+    """Plan order puts the short trials first; on 2 CPUs the two longest (by the plan's
+    estimate) must start before the others, or they run alone at the end."""
+    trials = plan(spec_from_dict(spec_dict(depths=(1, 2), families=("transformer_pp", "ebt_s2"),
+                                           train={"steps": 30})))
+    trials = sorted(trials, key=lambda t: t.est_seconds)            # shortest first
+    assert len({t.est_seconds for t in trials}) == 4
+    launch(trials, RayExecutor(trials=trials), tmp_path, progress_every=60)
+    df = read_results(tmp_path / "depth")
+    start = (df["time_unix"] - df["wall_time"]).groupby(df["trial_id"]).min().sort_values()
+    assert set(start.index[:2]) == {t.id for t in trials[-2:]}, start

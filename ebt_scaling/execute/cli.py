@@ -110,7 +110,7 @@ def load(spec_path: str, scale: str, out=None):
 # --------------------------------------------------------------------------- plan
 def _wall_here(spec, seconds) -> str:
     """For CPU trials: the wall time of the default launch on this machine, which runs
-    cores / resources.cpus trials at a time in plan order, each taking the next free slot
+    cores / resources.cpus trials at a time, longest first (launcher.longest_first), each taking the next free slot
     (the rates were measured that way) and paying the launcher's per-trial overhead
     (rates.json launch_overhead_s); the last trials may run alone."""
     import heapq
@@ -122,7 +122,7 @@ def _wall_here(spec, seconds) -> str:
     from ..sweep.plan import rates
     per_trial = float((rates().get(spec.scale or "cpu") or {}).get("launch_overhead_s", 0.0))
     free = [0.0] * k
-    for t in seconds:
+    for t in sorted(seconds, reverse=True):
         heapq.heappush(free, heapq.heappop(free) + float(t) + per_trial)
     return f"; about {_dur(max(free))} on this machine's {cores} cores ({k} at a time, as launch runs them)"
 

@@ -119,6 +119,13 @@ def scan(layout: Layout, trials: list[Trial], max_attempts: int, since: float | 
     return todo, held
 
 
+def longest_first(trials: list[Trial]) -> list[Trial]:
+    """The order a round hands trials to the backend: longest estimated time first
+    (ties in plan order), so the long trials do not start last and run alone while the
+    other slots idle; with k slots the round ends within one short trial of its work / k."""
+    return sorted(trials, key=lambda t: -(t.est_seconds or 0.0))
+
+
 class Terminated(KeyboardInterrupt):
     """The launcher got SIGTERM: unwind as for Ctrl-C, so the backend stops its trials."""
 
@@ -183,7 +190,7 @@ def launch(trials: list[Trial], executor: Executor, root: str | os.PathLike, max
             if rounds > max_attempts + 3 and rounds > 2 * max_attempts:
                 print("giving up: trials keep coming back unfinished", file=out)
                 break
-            executor.run(free, root, max_attempts)
+            executor.run(longest_first(free), root, max_attempts)
     except KeyboardInterrupt as e:       # Ctrl-C or SIGTERM: the backend stops its trials (finally)
         print(f"stopping on {'SIGTERM' if isinstance(e, Terminated) else 'Ctrl-C'}: running trials checkpoint "
               "and stop; launch again to resume them", file=out, flush=True)
