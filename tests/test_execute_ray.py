@@ -60,3 +60,35 @@ def test_ray_starts_the_longest_trials_first(ray_cluster, tmp_path):
     df = read_results(tmp_path / "depth")
     start = (df["time_unix"] - df["wall_time"]).groupby(df["trial_id"]).min().sort_values()
     assert set(start.index[:2]) == {t.id for t in trials[-2:]}, start
+
+
+def test_a_killed_ray_worker_is_replaced_and_its_trial_resumes(ray_cluster, tmp_path):
+    """Workers are reused between trials (reuse_actors): one SIGKILLed mid-trial is
+    replaced, its trial resumes on a second attempt, and no row is written twice."""
+    import os
+    import signal
+    import threading
+    import time
+    from ebt_scaling.execute.locks import holder
+    trials = plan(spec_from_dict(spec_dict(depths=(1, 2, 3), train={"steps": 300, "checkpoint_every": 50})))
+    layout = Layout(tmp_path, "depth")
+    killed = []
+
+    def kill_the_first_trainer():
+        deadline = time.time() + 120
+        while not killed and time.time() < deadline:
+            for t in trials:
+                h = holder(layout.lock(t.id)) if layout.lock(t.id).exists() else None
+                if h is not None and h.alive:
+                    time.sleep(1.5)
+                    os.kill(h.pid, signal.SIGKILL)
+                    killed.append(t.id)
+                    return
+            time.sleep(0.1)
+
+    threading.Thread(target=kill_the_first_trainer, daemon=True).start()
+    counts = launch(trials, RayExecutor(trials=trials), tmp_path, progress_every=60)
+    assert killed and counts == {"done": 3, "failed": 0, "pending": 0, "total": 3}
+    m = read_manifest(layout)
+    assert m[killed[0]]["attempts"] == 2 and all(m[t.id]["attempts"] == 1 for t in trials if t.id != killed[0])
+    assert_no_duplicates(tmp_path)
