@@ -34,8 +34,9 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str = "", object_store_mb: int = 128, trials: list[Trial] | None = None,
-                 verbose: int = 0):
+                 verbose: int = 0, reuse_actors: bool = True):
         self.address = address
+        self.reuse_actors = reuse_actors
         self.object_store_mb = object_store_mb
         self.verbose = verbose
         self.started = False
@@ -77,7 +78,7 @@ class RayExecutor(Executor):
         tuner = tune.Tuner(
             trainable,
             param_space={"trial_id": tune.grid_search([t.id for t in trials])},
-            tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=lambda tr: tr.config["trial_id"],
+            tune_config=tune.TuneConfig(reuse_actors=self.reuse_actors, trial_dirname_creator=lambda tr: tr.config["trial_id"],
                                         trial_name_creator=lambda tr: tr.config["trial_id"]),
             run_config=tune.RunConfig(name=f"round-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
                                       storage_path=str(layout.state / "ray"), verbose=self.verbose,
