@@ -3,6 +3,7 @@ measured fp32 matmul peak, for Transformer++ and the EBT presets at a few sizes.
 
     python benchmarks/bench.py                 # all sizes, prints a markdown table
     python benchmarks/bench.py --quick         # smallest size only
+    python benchmarks/bench.py --vocab 4096 --size 2,80,2,64,20    # the BPE sweeps' top shape
 
 FLOPs are the analytic counts of ebt_scaling/flops.py (matmuls + full-square attention).
 The EBT rows also give its step time over Transformer++'s at the same size, next to the
@@ -47,8 +48,8 @@ def step_time(cfg, batch: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def make(family, L, d, h, S, preset="", **ebt):
-    d_ = {"model": {"family": family, "n_layers": L, "d_model": d, "n_heads": h, "vocab_size": 256},
+def make(family, L, d, h, S, preset="", vocab=256, **ebt):
+    d_ = {"model": {"family": family, "n_layers": L, "d_model": d, "n_heads": h, "vocab_size": vocab},
           "data": {"seq_len": S}, "train": {"steps": 1}}
     if preset:
         d_["ebt"] = {"preset": preset, **({"random_extra_steps": 0} if preset == "ebt_s2" else {}), **ebt}
@@ -59,7 +60,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=8)
+    ap.add_argument("--vocab", type=int, default=256, help="vocabulary size (the BPE sweeps: 4096)")
+    ap.add_argument("--size", default="", help="one size L,d,heads,ctx,batch instead of the table's "
+                                               "(the BPE sweeps' top shape: 2,80,2,64,20)")
     args = ap.parse_args()
+    sizes = [tuple(int(v) for v in args.size.split(","))] if args.size else SIZES[:1] if args.quick else SIZES
     flush_denormals()                   # as every training run does (train/loop.py)
     peak = F.measured_cpu_matmul_peak(n=1024, repeats=10)
     print(f"# ebt-scaling training benchmark\n\nmachine: {platform.processor() or platform.machine()}, "
@@ -67,11 +72,12 @@ def main():
           f"measured fp32 matmul peak (1024^3): {peak / 1e9:.1f} GFLOP/s\n")
     print("| family | L | d | ctx | batch | step ms | tokens/s | GFLOP/s | % of peak | step / T++ step | FLOP ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for (L, d, h, S, B) in SIZES[:1] if args.quick else SIZES:
+    print(f"vocabulary: {args.vocab}\n")
+    for (L, d, h, S, B) in sizes:
         base = None
         for family, preset, extra in [("transformer_pp", "", {}), ("ebt", "ebt_s1", {}), ("ebt", "ebt_s2", {}),
                                       ("ebt", "ebt_s2", {"replay_buffer": 0})]:
-            cfg = make(family, L, d, h, S, preset, **extra)
+            cfg = make(family, L, d, h, S, preset, vocab=args.vocab, **extra)
             t = step_time(cfg, B, args.repeats if family == "transformer_pp" else max(3, args.repeats // 2))
             fpt = F.train_flops_per_token(cfg)
             tps = B * S / t
