@@ -43,6 +43,8 @@ def step_time(cfg, batch: int, repeats: int) -> float:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if hasattr(model, "after_step"):   # as the trainer does: S2's replay buffer fills here
+            model.after_step()
         if i >= 2:                      # two warm-up steps
             times.append(time.perf_counter() - t)
     return statistics.median(times)
