@@ -27,7 +27,7 @@ from ebt_scaling.sweep.spec import spec_from_dict  # noqa: E402
 
 
 def spec(n: int, tag: str) -> dict:
-    return {"name": f"overhead_{tag}", "families": ["transformer_pp"],
+    return {"name": f"overhead_{tag}", "x": "depth", "families": ["transformer_pp"],
             "base": {"model": {"d_model": 32, "n_heads": 2},
                      "data": {"source": "markov", "markov_vocab": 32, "seq_len": 16},
                      "train": {"batch_size": 8, "steps": 10, "eval_every": 10, "eval_tokens": 256, "log_every": 5}},
