@@ -85,5 +85,8 @@ def test_status_shows_progress_sorted_by_the_axis():
     body = [l.split() for l in lines[2:]]
     depths = [int(b[3].split("=")[1]) for b in body]
     from ebt_scaling.sweep.plan import load_plan
-    assert depths == sorted(depths) and len(body) == len(load_plan(str(ROOT / "sweeps/depth.yaml"), "cpu")[1])
-    assert all(b[5] == "500/500" and b[6] == "val" and float(b[7]) > 0 for b in body)
+    trials = load_plan(str(ROOT / "sweeps/depth.yaml"), "cpu")[1]
+    assert depths == sorted(depths) and len(body) == len(trials)
+    from ebt_scaling.sweep.plan import plan_frame
+    (n,) = set(plan_frame(trials)["steps"])            # every trial finished all its steps
+    assert all(b[5] == f"{n}/{n}" and b[6] == "val" and float(b[7]) > 0 for b in body)
