@@ -276,7 +276,7 @@ def test_the_manifest_lock_times_out_naming_its_holder(tmp_path, monkeypatch, ca
 @pytest.mark.parametrize("sig", [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
                                  pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_a_killed_launcher_leaves_no_trainer_running(tmp_path, sig):
-    d = spec_dict(depths=(2,), train={"steps": 3000, "checkpoint_every": 50, "eval_every": 1000})
+    d = spec_dict(depths=(2,), train={"steps": 30000, "checkpoint_every": 50, "eval_every": 1000})
     spec = write_spec(tmp_path, d)
     cmd = [PY, "-m", "ebt_scaling.cli", "launch", str(spec), "--backend", "local", "--results",
            str(tmp_path / "res"), "--scale", "cpu"]
