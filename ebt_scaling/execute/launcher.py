@@ -122,7 +122,7 @@ def scan(layout: Layout, trials: list[Trial], max_attempts: int, since: float | 
 def longest_first(trials: list[Trial]) -> list[Trial]:
     """The order a round hands trials to the backend: longest estimated time first
     (ties in plan order), so the long trials do not start last and run alone while the
-    other slots idle; with k slots the round ends within one short trial of its work / k."""
+    other slots idle (the longest-processing-time rule of list scheduling)."""
     return sorted(trials, key=lambda t: -(t.est_seconds or 0.0))
 
 
